@@ -1,0 +1,35 @@
+"""Errors the engine raises: each names the file or model it is about."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AgelapseError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class PhotoError(AgelapseError):
+    """A photo could not be read: unreadable, unsupported, corrupt or too large."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ModelError(AgelapseError):
+    """A model file is missing, damaged or does not honour its contract."""
+
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        self.reason = reason
+        super().__init__(f"model {name}: {reason}")
+
+
+class ExportError(AgelapseError):
+    """An export could not be written (exists, bad format, disk error)."""
+
+
+class FaceError(AgelapseError):
+    """No face, or landmarks could not be found."""
