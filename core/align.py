@@ -123,17 +123,15 @@ def paste_back(
     x0, y0, x1, y1 = source_rect(m, size, photo.shape[:2])
     if x1 <= x0 or y1 <= y0:
         return out
-    delta = aligned_result.astype(np.float32) - aligned_input.astype(np.float32)
-    weighted = np.concatenate([delta * mask[..., None], mask[..., None].astype(np.float32)], axis=2)
+    # |change| < 0.5 rounds back to the original byte, so unchanged pixels stay byte-identical
+    delta = cv2.subtract(aligned_result, aligned_input, dtype=cv2.CV_32F)
+    delta *= np.asarray(mask, dtype=np.float32)[..., None]
     back = invert(m)
     back[:, 2] -= (x0, y0)  # aligned -> rectangle pixels
-    warped = cv2.warpAffine(weighted, back, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    change = warped[..., :3]
+    change = cv2.warpAffine(delta, back, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     region = out[y0:y1, x0:x1]
-    touched = np.abs(change).max(axis=2) >= 0.5
-    if touched.any():
-        new = np.clip(region.astype(np.float32) + change, 0, 255)
-        region[touched] = np.rint(new[touched]).astype(np.uint8)
+    total = cv2.add(region, change, dtype=cv2.CV_32F)
+    region[...] = cv2.convertScaleAbs(cv2.max(total, 0.0))  # saturating round to uint8
     return out
 
 

@@ -36,3 +36,15 @@ def album_dir(shared_data: Path) -> Path:
     if not d.is_dir():
         pytest.skip(f"{d} is absent")
     return d
+
+
+@pytest.fixture(scope="session")
+def contract_models_dir(tmp_path_factory) -> Path:
+    """A models folder holding contract-honouring stand-ins for the trained models, built once per
+    session (tests/contract_model.py): ``aging.onnx`` (64 px, the 8 decade groups; its output
+    visibly brightens with older targets and scales with the region strengths, exactly the input
+    where all strengths are 0), ``age.onnx`` (48 px, its own template; brighter faces read older)
+    and ``manifest.json``. Shared: copy it before damaging anything in it."""
+    from contract_model import write_contract_models
+
+    return write_contract_models(tmp_path_factory.mktemp("contract_models"))
