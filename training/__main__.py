@@ -1,0 +1,138 @@
+"""python -m training {preprocess, age, aging, export, evaluate} — see README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser):
+    p.add_argument("--data", help="dataset folder (UTKFace, FG-NET, CACD, MORPH names) or a CSV (path, age[, identity])")
+    p.add_argument("--format", default=None, help="utkface | fgnet | cacd | morph | csv (default: detect)")
+    p.add_argument("--cache", default=None, help="preprocessed cache folder (default: beside --out)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--config", default=None, help="JSON file of config values")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+
+
+def _cache_for(args, cfg) -> Path:
+    from .data import load_dataset
+    from .preprocess import preprocess
+
+    cache = Path(args.cache or cfg.cache or Path(args.out).resolve().parent / f"cache_{Path(cfg.data or args.data).name}_{cfg.size}")
+    if (cache / "meta.json").is_file() and not (cfg.data or args.data):
+        return cache
+    data = cfg.data or args.data
+    if not data:
+        raise SystemExit("error: --data is required (no preprocessed cache at %s)" % cache)
+    samples, problems = load_dataset(Path(data), cfg.format or args.format)
+    for line in problems[:20]:
+        logging.warning("skipped %s", line)
+    if problems:
+        logging.warning("%d files skipped for malformed names", len(problems))
+    chip = 200.0 if (cfg.format or args.format or "") == "utkface" or _looks_utk(samples) else None
+    return preprocess(samples, cache, size=cfg.size, workers=max(1, cfg.workers), chip_frame=chip)
+
+
+def _looks_utk(samples) -> bool:
+    return bool(samples) and str(samples[0].path).endswith(".chip.jpg")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train and export Agelapse's models.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, text in (("age", "train the age model"), ("aging", "train the aging model")):
+        _common(sub.add_parser(name, help=text))
+    p = sub.add_parser("preprocess", help="landmark, align and cache a dataset")
+    p.add_argument("--data", required=True)
+    p.add_argument("--format", default=None)
+    p.add_argument("--out", required=True, help="cache folder")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p = sub.add_parser("baseline", help="build the training-free mean-face aging baseline")
+    p.add_argument("--cache", required=True, help="preprocessed cache")
+    p.add_argument("--age-model", required=True, help="age-model run folder")
+    p.add_argument("--out", required=True, help="run folder for the baseline")
+    p = sub.add_parser("export", help="export a run to ONNX")
+    p.add_argument("run", help="run folder (age or aging)")
+    p.add_argument("--out", required=True, help="models folder, e.g. resources/models")
+    p.add_argument("--metrics", default=None, help="evaluation JSON to embed")
+    p = sub.add_parser("evaluate", help="the evaluation protocol on the held-out test split")
+    p.add_argument("target", help="run folder or .onnx model")
+    p.add_argument("--cache", required=True, help="preprocessed cache of the dataset")
+    p.add_argument("--age-model", default=None, help="age.onnx used to judge an aging model")
+    p.add_argument("--limit", type=int, default=0, help="use at most this many test faces (0: all)")
+    p.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    from .data import DatasetError
+
+    try:
+        if args.cmd == "preprocess":
+            from .data import load_dataset
+            from .preprocess import preprocess
+
+            samples, problems = load_dataset(Path(args.data), args.format)
+            for line in problems:
+                logging.warning("skipped %s", line)
+            chip = 200.0 if _looks_utk(samples) else None
+            preprocess(samples, Path(args.out), size=args.size, workers=args.workers, chip_frame=chip)
+            return 0
+        if args.cmd in ("age", "aging"):
+            from . import config
+
+            cls = config.AgeConfig if args.cmd == "age" else config.AgingConfig
+            saved_path = Path(args.out) / "config.json"
+            if args.resume and saved_path.is_file():
+                # a resumed run keeps its own config; --set may still change a value (e.g. steps)
+                saved = json.loads(saved_path.read_text())
+                cfg = config.resolve(cls, args.config, args.set, **saved)
+                if args.set:
+                    saved_path.write_text(json.dumps(config.to_dict(cfg), indent=2))
+            else:
+                cfg = config.resolve(cls, args.config, args.set, data=args.data, format=args.format)
+            if args.show_config:
+                print(json.dumps(config.to_dict(cfg), indent=2))
+                return 0
+            cache = _cache_for(args, cfg)
+            if args.cmd == "age":
+                from .train_age import train
+            else:
+                from .train_aging import train
+            train(cfg, cache, Path(args.out), resume=args.resume)
+            return 0
+        if args.cmd == "baseline":
+            from .baseline import build
+            from .config import DECADES
+
+            build(Path(args.cache), Path(args.age_model), Path(args.out), DECADES)
+            return 0
+        if args.cmd == "export":
+            from .export import export_run
+
+            metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+            path = export_run(Path(args.run), Path(args.out), metrics=metrics)
+            print(path)
+            return 0
+        if args.cmd == "evaluate":
+            from .evaluate import evaluate
+
+            evaluate(Path(args.target), Path(args.cache), age_model=args.age_model, limit=args.limit, json_out=args.json)
+            return 0
+    except (DatasetError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

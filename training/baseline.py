@@ -1,0 +1,83 @@
+"""The training-free aging baseline: add the difference between the mean faces of the target
+and the source age groups, inside the face and the hair around it.
+
+The source group is not an input of the aging contract, so the baseline carries the age model
+and uses its distribution over groups: change = sum_k (target_k - p_k) * mean_k. It honours the
+same contract and gate as the generator (nets.Generator), so it exports, evaluates and ships the
+same way: it is the fallback and the bar any GAN must beat.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.regions import face_mask
+from .nets import AgeNet, group_probs
+from .preprocess import FaceCache
+from .runtime import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class MeanFaceAger(nn.Module):
+    def __init__(self, means: torch.Tensor, age_net: AgeNet, age_size: int, groups: list, cover: torch.Tensor, head: torch.Tensor):
+        super().__init__()
+        self.register_buffer("means", means.float())
+        self.register_buffer("cover", cover.reshape(1, 1, *cover.shape[-2:]).float())
+        self.register_buffer("head", head.reshape(1, 1, *head.shape[-2:]).float())
+        self.age_net = age_net
+        self.age_size = age_size
+        self.groups = [list(g) for g in groups]
+
+    def forward(self, image, target, regions):
+        small = F.interpolate(image, size=(self.age_size, self.age_size), mode="bilinear", align_corners=False, antialias=True)
+        p = group_probs(torch.softmax(self.age_net(small), 1), self.groups)
+        delta = torch.einsum("nk,kchw->nchw", target - p, self.means)
+        gate = ((1 - self.cover) * self.head + regions.sum(1, keepdim=True)).clamp(0.0, 1.5)
+        aged = (image + gate * delta).clamp(-1, 1)
+        return aged, (1 - gate).clamp(0, 1).expand(-1, 1, -1, -1)
+
+    @classmethod
+    def from_state(cls, state: dict) -> "MeanFaceAger":
+        ac = state["age_config"]
+        net = AgeNet(ac["width"], ac["max_age"])
+        net.load_state_dict(state["age"])
+        return cls(state["means"], net.eval(), int(ac["input_size"]), state["config"]["age_groups"], state["cover"], state["head"])
+
+
+def build(cache_dir: Path, age_run: Path, out: Path, groups: list) -> Path:
+    from .train_aging import group_index
+
+    cache = FaceCache(cache_dir)
+    age = torch.load(Path(age_run) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if age.get("kind") != "age":
+        raise ValueError(f"{age_run} is not an age-model run")
+    size = cache.size
+    train = cache.indices("train")
+    gi = np.array([group_index(a, groups) for a in cache.ages[train]])
+    means = np.zeros((len(groups), 3, size, size), dtype=np.float64)
+    for k in range(len(groups)):
+        members = train[gi == k]
+        acc = np.zeros((size, size, 3))
+        for i in range(0, len(members), 512):
+            acc += cache.images[np.sort(members[i : i + 512])].astype(np.float64).sum(0)
+        means[k] = (acc / max(1, len(members))).transpose(2, 0, 1) / 127.5 - 1
+    cover = face_mask(cache.template.at_size(size), (size, size))
+    head = cv2.GaussianBlur(cv2.dilate(cover, np.ones((size // 6, size // 6), np.uint8)), (0, 0), size / 24)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"kind": "baseline", "means": torch.from_numpy(means).float(), "age": age["ema"], "age_config": age["config"],
+             "cover": torch.from_numpy(cover), "head": torch.from_numpy(head), "config": {"age_groups": groups},
+             "template": cache.meta["template"], "image_size": size, "step": 0}
+    save_checkpoint(out, state)
+    grid = np.concatenate([((m.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8) for m in means], 1)
+    cv2.imwrite(str(out / "group_means.png"), grid[..., ::-1])
+    log.info("baseline written to %s", out)
+    return out

@@ -1,0 +1,160 @@
+"""Labelled face datasets: UTKFace, a folder + CSV, and the file-name conventions of FG-NET, CACD, MORPH.
+
+Every loader returns ``(samples, problems)``: malformed names are reported, never silently dropped.
+
+The split is fixed and documented: a sample goes to train / val / test by the SHA-1 of its
+*group key* (the identity where the dataset has one, otherwise the file name), so the same person
+never straddles two splits and every run, evaluation and later session sees the same split.
+  hash % 100 < 80 -> train, < 90 -> val, else test.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    age: int
+    identity: str | None = None
+    gender: int | None = None  # 0 male, 1 female
+    race: int | None = None
+
+    @property
+    def group_key(self) -> str:
+        return self.identity if self.identity is not None else self.path.name
+
+
+def split_of(sample: Sample) -> str:
+    h = int(hashlib.sha1(sample.group_key.encode("utf-8")).hexdigest(), 16) % 100
+    return "train" if h < 80 else "val" if h < 90 else "test"
+
+
+class DatasetError(ValueError):
+    """A dataset path or file is unusable (missing, empty, malformed)."""
+
+
+def _images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+_UTK = re.compile(r"^(\d{1,3})_([01])_(?:([0-4])_)?\d+")
+
+
+def load_utkface(folder: Path) -> tuple[list[Sample], list[str]]:
+    """UTKFace: AGE_GENDER_RACE_TIMESTAMP.jpg[.chip.jpg]; the race field may be missing."""
+    samples, problems = [], []
+    for p in _images(folder):
+        m = _UTK.match(p.name)
+        if not m or not (0 < int(m.group(1)) <= 120):
+            problems.append(f"{p.name}: name does not follow AGE_GENDER_RACE_TIMESTAMP")
+            continue
+        race = int(m.group(3)) if m.group(3) is not None else None
+        samples.append(Sample(p, int(m.group(1)), None, int(m.group(2)), race))
+    return samples, problems
+
+
+_FGNET = re.compile(r"^(\d{3})A(\d{2})[a-z]?$", re.IGNORECASE)
+
+
+def load_fgnet(folder: Path) -> tuple[list[Sample], list[str]]:
+    """FG-NET: 001A02.JPG (person 001 at age 2), variants like 001A43a.JPG."""
+    samples, problems = [], []
+    for p in _images(folder):
+        m = _FGNET.match(p.stem)
+        if not m:
+            problems.append(f"{p.name}: name does not follow PPPAaa")
+            continue
+        samples.append(Sample(p, int(m.group(2)), m.group(1)))
+    return samples, problems
+
+
+_CACD = re.compile(r"^(\d{1,3})_(.+)_(\d{4})$")
+
+
+def load_cacd(folder: Path) -> tuple[list[Sample], list[str]]:
+    """CACD2000: AGE_First_Last_NNNN.jpg."""
+    samples, problems = [], []
+    for p in _images(folder):
+        m = _CACD.match(p.stem)
+        if not m:
+            problems.append(f"{p.name}: name does not follow AGE_Name_NNNN")
+            continue
+        samples.append(Sample(p, int(m.group(1)), m.group(2)))
+    return samples, problems
+
+
+_MORPH = re.compile(r"^(\d+)_(\d+)([MF])(\d{2})$", re.IGNORECASE)
+
+
+def load_morph(folder: Path) -> tuple[list[Sample], list[str]]:
+    """MORPH album 2: ID_NNGAA.JPG, e.g. 000123_00M28.JPG (person 000123, male, 28)."""
+    samples, problems = [], []
+    for p in _images(folder):
+        m = _MORPH.match(p.stem)
+        if not m:
+            problems.append(f"{p.name}: name does not follow ID_NNGAA")
+            continue
+        samples.append(Sample(p, int(m.group(4)), m.group(1), 0 if m.group(3).upper() == "M" else 1))
+    return samples, problems
+
+
+def load_csv(csv_path: Path) -> tuple[list[Sample], list[str]]:
+    """A CSV with columns path, age[, identity]; paths relative to the CSV's folder."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DatasetError(f"{csv_path}: no such file")
+    samples, problems = [], []
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"path", "age"} <= set(reader.fieldnames):
+            raise DatasetError(f"{csv_path}: needs the columns path and age (has {reader.fieldnames})")
+        for line, row in enumerate(reader, start=2):
+            try:
+                age = int(float(row["age"]))
+            except (TypeError, ValueError):
+                problems.append(f"{csv_path.name}:{line}: age {row.get('age')!r} is not a number")
+                continue
+            p = (csv_path.parent / row["path"]).resolve()
+            if not p.is_file():
+                problems.append(f"{csv_path.name}:{line}: {row['path']} not found")
+                continue
+            samples.append(Sample(p, age, row.get("identity") or None))
+    return samples, problems
+
+
+LOADERS = {"utkface": load_utkface, "fgnet": load_fgnet, "cacd": load_cacd, "morph": load_morph}
+
+
+def detect_format(path: Path) -> str:
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    names = [p.name for p in _images(path)[:50]]
+    for fmt, pattern in (("utkface", _UTK), ("cacd", _CACD), ("morph", _MORPH), ("fgnet", _FGNET)):
+        target = [n if fmt == "utkface" else Path(n).stem for n in names]
+        if names and sum(bool(pattern.match(t)) for t in target) >= 0.8 * len(names):
+            return fmt
+    raise DatasetError(f"{path}: cannot tell the dataset format; pass --format or use a CSV")
+
+
+def load_dataset(path: Path, fmt: str | None = None) -> tuple[list[Sample], list[str]]:
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    fmt = fmt or detect_format(path)
+    samples, problems = load_csv(path) if fmt == "csv" else LOADERS[fmt](path)
+    if not samples:
+        raise DatasetError(f"{path}: no usable labelled images ({len(problems)} malformed)")
+    return samples, problems

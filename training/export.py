@@ -1,0 +1,153 @@
+"""Export a run to ONNX with the contract's inputs, outputs and metadata (DESIGN.md).
+
+The EMA weights are traced with torch's dynamo exporter (opset 18: antialiased Resize), with a
+dynamic batch axis and the weights inside the file. Then: ``onnx.checker``, a parity check of
+onnxruntime against PyTorch on real inputs, an atomic write, and the manifest's sha256 entry.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.regions import REGION_NAMES
+from .nets import AgeExport, AgeNet
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+TRAINED_ON = "UTKFace (aligned & cropped, 23,707 faces; train split of training/data.py)"
+LICENSE = ("Non-commercial research use only: trained on UTKFace (non-commercial research license; image "
+           "copyright stays with the original owners). Landmarks by dlib's 68-point model (iBUG 300-W data, "
+           "non-commercial). Code: MIT.")
+PARITY_TOLERANCE = 2e-3
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+def _created() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def load_run(run: Path) -> dict:
+    path = Path(run) / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: no checkpoint.pt")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build_module(state: dict) -> tuple[torch.nn.Module, dict]:
+    """The exportable module of a checkpoint and the metadata that describes it."""
+    kind = state.get("kind")
+    cfg = state["config"]
+    if kind == "age":
+        net = AgeNet(cfg["width"], cfg["max_age"])
+        net.load_state_dict(state["ema"])
+        meta = {"format": "agelapse-age/1", "image_size": cfg["input_size"]}
+        return AgeExport(net).eval(), meta
+    if kind in ("aging", "baseline"):
+        from .baseline import MeanFaceAger
+        from .config import AgingConfig, resolve
+        from .train_aging import build_generator
+
+        if kind == "aging":
+            acfg = resolve(AgingConfig, None, None, **cfg)
+            cover = state["ema"]["cover"]
+            module = build_generator(acfg, cover[0, 0])
+            module.load_state_dict(state["ema"])
+        else:
+            module = MeanFaceAger.from_state(state)
+        meta = {"format": "agelapse-aging/1", "image_size": state["image_size"], "age_groups": cfg["age_groups"],
+                "regions": list(REGION_NAMES)}
+        return module.eval(), meta
+    raise ValueError(f"unknown checkpoint kind {kind!r}")
+
+
+def example_inputs(kind_format: str, size: int, groups: int, batch: int = 2, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+    if kind_format == "agelapse-age/1":
+        return (image,)
+    target = torch.eye(groups)[torch.arange(batch) % groups]
+    regions = torch.rand(batch, 5, size, size, generator=g)
+    return image, target, regions
+
+
+def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str | None = None) -> Path:
+    import onnx
+
+    from core.models import Manifest
+
+    state = load_run(run)
+    module, meta = build_module(state)
+    fmt = meta["format"]
+    size = int(meta["image_size"])
+    groups = len(meta.get("age_groups", [])) or 1
+    name = name or ("age.onnx" if fmt == "agelapse-age/1" else "aging.onnx")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / name
+    tmp = out_dir / (name + ".tmp")
+    inputs = example_inputs(fmt, size, groups)
+    n = torch.export.Dim("batch", min=1, max=1024)
+    if fmt == "agelapse-age/1":
+        in_names, out_names = ["image"], ["age", "probs"]
+        dyn = {"image": {0: n}}
+    else:
+        in_names, out_names = ["image", "target", "regions"], ["aged", "attention"]
+        dyn = {"image": {0: n}, "target": {0: n}, "regions": {0: n}}
+    with torch.no_grad():
+        program = torch.onnx.export(module, inputs, input_names=in_names, output_names=out_names, dynamic_shapes=dyn,
+                                    opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
+    model = program.model_proto
+    props = {
+        **{k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()},
+        "template": json.dumps(state["template"]),
+        "trained_on": TRAINED_ON,
+        "license": LICENSE,
+        "metrics": json.dumps(metrics or {}),
+        "created": _created(),
+        "training_steps": str(state.get("step", 0)),
+        "producer": "agelapse training",
+    }
+    del model.metadata_props[:]
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, str(v)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, str(tmp), save_as_external_data=False)
+    try:
+        check_parity(module, tmp, inputs, in_names)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target)
+    Manifest.update(out_dir, name, format=fmt)
+    log.info("exported %s (%d bytes) from %s", target, target.stat().st_size, run)
+    return target
+
+
+def check_parity(module: torch.nn.Module, path: Path, inputs: tuple, in_names: list[str], batch: int = 3) -> float:
+    """Largest |onnxruntime - PyTorch| over every output, on a batch size other than the traced one."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    bigger = tuple(torch.cat([t, t[:1]], 0) for t in inputs)  # batch 3: proves the axis is dynamic
+    with torch.no_grad():
+        ref = module(*bigger)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    got = sess.run(None, {k: v.numpy() for k, v in zip(in_names, bigger)})
+    worst = max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref))
+    tol = PARITY_TOLERANCE * (100 if in_names == ["image"] else 1)  # the age output is in years
+    if not worst <= tol:
+        raise ParityError(f"{path.name}: onnxruntime differs from PyTorch by {worst:g} (tolerance {tol:g})")
+    log.info("parity %s: max |ORT - torch| = %.2e", path.name, worst)
+    return worst

@@ -1,0 +1,249 @@
+"""Train the aging generator: WGAN-GP with a projection critic, frozen age guidance, AcGAN
+attention losses and LGIN's local / total-variation / multi-scale identity terms.
+
+What the CPU-bound design does against the failures recorded in DESIGN.md:
+- the age signal comes from the critic's projection on the target group ("a real face of group
+  t", several cheap critic steps per generator step) and from a separately trained, frozen age
+  model (robust: trained with blur/noise augmentation) seen through an antialiased resize;
+- the generator's output space is limited (low-resolution colour and attention, bounded
+  luminance-only local detail; nets.Generator), so dot grids and coloured blobs are out of reach;
+- a sample grid (input + every group for fixed validation faces) every ``sample_every`` steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.regions import face_mask
+from . import augment
+from .config import AgingConfig, to_dict
+from .nets import AgeNet, Critic, Generator, group_probs
+from .preprocess import FaceCache
+from .runtime import EMA, RunLog, load_checkpoint, prepare_run, rng, save_checkpoint, setup, to_tensor, to_uint8, unwrap
+
+log = logging.getLogger(__name__)
+
+
+def group_index(age: int, groups: list) -> int:
+    for k, (lo, hi) in enumerate(groups):
+        if age >= lo and (hi is None or age <= hi):
+            return k
+    return len(groups) - 1 if age > groups[-1][0] else 0
+
+
+def region_cover(cache: FaceCache, size: int) -> torch.Tensor:
+    """Union of the five regions on the template face (the generator's constant gate)."""
+    return torch.from_numpy(face_mask(cache.template.at_size(size), (size, size)))
+
+
+def build_generator(cfg: AgingConfig, cover: torch.Tensor) -> Generator:
+    w = 2 if cfg.large else 1
+    return Generator(len(cfg.age_groups), cover, cfg.global_size, cfg.g_width * w, cfg.l_width * w, cfg.color_limit, cfg.detail_limit)
+
+
+def load_age_net(path: str, device) -> tuple[AgeNet, int] | tuple[None, int]:
+    """The frozen age model of an age run (its EMA weights) and its input size."""
+    if not path:
+        return None, 0
+    state = torch.load(Path(path) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if state.get("kind") != "age":
+        raise ValueError(f"{path} is not an age-model run")
+    c = state["config"]
+    net = AgeNet(c["width"], c["max_age"])
+    net.load_state_dict(state["ema"])
+    return net.to(device).eval().requires_grad_(False), int(c["input_size"])
+
+
+def tv(x: torch.Tensor) -> torch.Tensor:
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def _targets(r: np.random.Generator, n: int, k: int, blend: float = 0.25) -> np.ndarray:
+    t = np.zeros((n, k), dtype=np.float32)
+    g = r.integers(0, k, n)
+    t[np.arange(n), g] = 1
+    mix = (r.random(n) < blend) & (g < k - 1)
+    a = r.uniform(0, 1, n).astype(np.float32)
+    t[mix, g[mix]] = 1 - a[mix]
+    t[mix, g[mix] + 1] = a[mix]
+    return t
+
+
+def _strengths(r: np.random.Generator, n: int, share: float) -> np.ndarray:
+    s = np.ones((n, 5), dtype=np.float32)
+    pick = r.random(n) < share
+    s[pick] = r.uniform(0, 1.5, (pick.sum(), 5)) * (r.random((pick.sum(), 5)) > 0.25)
+    return s
+
+
+def _load(cache: FaceCache, idx: np.ndarray, r: np.random.Generator, device):
+    order = np.argsort(idx)
+    idx = idx[order]
+    x = to_tensor(cache.images[idx], device)
+    m = torch.from_numpy(np.ascontiguousarray(cache.masks[idx])).to(device).float() / 255
+    flags = r.random(len(idx)) < 0.5
+    x, m = augment.flip(x, flags, m)
+    return x, m, idx
+
+
+def sample_faces(cache: FaceCache, groups: list, per_row: int = 8) -> np.ndarray:
+    """Fixed validation faces for the sample grids: one or more per source group."""
+    val = cache.indices("val")
+    gi = np.array([group_index(a, groups) for a in cache.ages[val]])
+    chosen = []
+    for k in range(len(groups)):
+        members = val[gi == k]
+        if len(members):
+            chosen.append(members[len(members) // 2])
+    rest = [i for i in val if i not in chosen]
+    return np.array((chosen + rest)[:per_row])
+
+
+@torch.no_grad()
+def sample_grid(gen: Generator, cache: FaceCache, faces: np.ndarray, k: int, device) -> np.ndarray:
+    gen.eval()
+    x = to_tensor(cache.images[faces], device)
+    m = torch.from_numpy(np.ascontiguousarray(cache.masks[faces])).to(device).float() / 255
+    rows = []
+    for i in range(len(faces)):
+        xi = x[i : i + 1].expand(k, -1, -1, -1)
+        out, _ = gen(xi, torch.eye(k, device=device), m[i : i + 1].expand(k, -1, -1, -1))
+        rows.append(np.concatenate([to_uint8(x[i : i + 1])[0]] + list(to_uint8(out)), axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, stop_after: int | None = None) -> Path:
+    rt = setup(cfg)
+    dev = rt.device
+    cache = FaceCache(cache_dir)
+    run = prepare_run(out, cfg, resume)
+    groups = cfg.age_groups
+    k = len(groups)
+    torch.manual_seed(cfg.seed)
+    gen = build_generator(cfg, region_cover(cache, cache.size)).to(dev)
+    critic = Critic(k, cfg.d_width * (2 if cfg.large else 1)).to(dev)
+    age_net, age_size = load_age_net(cfg.age_model, dev)
+    ema = EMA(gen, cfg.ema)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+    scaler = torch.amp.GradScaler(enabled=cfg.amp and dev.type == "cuda")
+    step = 0
+    state = load_checkpoint(run) if resume else None
+    if state:
+        gen.load_state_dict(state["gen"])
+        critic.load_state_dict(state["critic"])
+        ema.model.load_state_dict(state["ema"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        scaler.load_state_dict(state["scaler"])
+        step = int(state["step"])
+        log.info("resumed %s at step %d", run, step)
+    if rt.world > 1:
+        gen = torch.nn.parallel.DistributedDataParallel(gen)
+        critic = torch.nn.parallel.DistributedDataParallel(critic)
+    logger = RunLog(run, rt.main)
+    train_idx = cache.indices("train")
+    if len(train_idx) == 0:
+        raise ValueError(f"{cache_dir}: the training split is empty")
+    gi = np.array([group_index(a, groups) for a in cache.ages])
+    by_group = [train_idx[gi[train_idx] == g] for g in range(k)]
+    by_group = [b if len(b) else train_idx for b in by_group]
+    faces = sample_faces(cache, groups)
+    amp = dict(device_type=dev.type, dtype=rt.amp_dtype, enabled=cfg.amp and dev.type == "cuda")
+    b = cfg.batch
+    done_here = 0
+    while step < cfg.steps:
+        r = rng(cfg.seed, step, rt.rank)
+        torch.manual_seed(int(r.integers(2**31)))
+        x, masks, _ = _load(cache, r.choice(train_idx, b), r, dev)
+        t = torch.from_numpy(_targets(r, b, k)).to(dev)
+        regions = masks * torch.from_numpy(_strengths(r, b, cfg.strength_jitter)).to(dev)[:, :, None, None]
+        gen.train()
+        critic.train()
+        # one generator forward per step: the critic steps judge its (detached) output, then the
+        # generator's loss is taken against the updated critic through the same graph
+        with torch.autocast(**amp):
+            fake, keep = gen(x, t, regions)
+        # critic steps: real faces drawn group-balanced, judged with their own group
+        for _ in range(cfg.n_critic):
+            rg = r.integers(0, k, b)
+            real_idx = np.array([r.choice(by_group[g]) for g in rg])
+            real, _, _ = _load(cache, real_idx, r, dev)
+            real = augment.colour(real, r, 0.05)
+            t_real = F.one_hot(torch.from_numpy(rg), k).float().to(dev)
+            with torch.autocast(**amp):
+                d_real = critic(real, t_real)
+                d_fake = critic(fake.detach(), t)
+            eps = torch.rand(b, 1, 1, 1, device=dev)
+            # gradient penalty on interpolates, judged with the interpolated condition
+            mix = (eps * real + (1 - eps) * fake.detach().float()).requires_grad_(True)
+            tm = eps.view(b, 1) * t_real + (1 - eps.view(b, 1)) * t
+            grad = torch.autograd.grad(critic(mix, tm).sum(), mix, create_graph=True)[0]
+            gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+            d_loss = d_fake.float().mean() - d_real.float().mean() + cfg.gp_weight * gp + 1e-3 * (d_real.float() ** 2).mean()
+            opt_d.zero_grad(set_to_none=True)
+            scaler.scale(d_loss).backward()
+            scaler.step(opt_d)
+            scaler.update()
+        # generator step
+        critic.requires_grad_(False)
+        with torch.autocast(**amp):
+            adv = -critic(fake, t).float().mean()
+        fake, keep = fake.float(), keep.float()
+        change = fake - x
+        losses = {"adv": adv}
+        if age_net is not None:
+            small = F.interpolate(fake, size=(age_size, age_size), mode="bilinear", align_corners=False, antialias=True)
+            p = group_probs(torch.softmax(age_net(small), 1), groups).clamp_min(1e-6)
+            losses["age"] = -(t * p.log()).sum(1).mean()
+        losses["att_tv"] = tv(keep)
+        losses["att_norm"] = (1 - keep).mean()
+        losses["local"] = sum((change.abs() * masks[:, i : i + 1]).mean() for i in range(5))
+        losses["tv"] = tv(change)
+        losses["id"] = sum(
+            (F.interpolate(fake, size=(s, s), mode="area") - F.interpolate(x, size=(s, s), mode="area")).abs().mean() for s in (32, 16)
+        )
+        w = {"adv": cfg.w_adv, "age": cfg.w_age, "att_tv": cfg.w_att_tv, "att_norm": cfg.w_att_norm, "local": cfg.w_local,
+             "tv": cfg.w_tv, "id": cfg.w_id}
+        g_loss = sum(w[n] * v for n, v in losses.items())
+        opt_g.zero_grad(set_to_none=True)
+        scaler.scale(g_loss).backward()
+        scaler.step(opt_g)
+        scaler.update()
+        critic.requires_grad_(True)
+        ema.update(gen)
+        step += 1
+        done_here += 1
+        if step % cfg.log_every == 0:
+            vals = {n: v.item() for n, v in losses.items()}
+            vals.update(d_loss=d_loss.item(), gp=gp.item(), wdist=(d_real.float().mean() - d_fake.float().mean()).item())
+            if age_net is not None:
+                vals["age_acc"] = (p.argmax(1) == t.argmax(1)).float().mean().item()
+            logger.scalars(step, vals)
+            log.info("step %d " + " ".join(f"{n} %.4f" for n in vals), step, *vals.values())
+        last = step == cfg.steps or (stop_after is not None and done_here >= stop_after)
+        if rt.main and (step % cfg.sample_every == 0 or last):
+            grid = sample_grid(ema.model, cache, faces, k, dev)
+            cv2.imwrite(str(run / "samples" / f"step_{step:07d}.jpg"), grid[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+            logger.image(step, "samples", grid)
+        if rt.main and (step % cfg.checkpoint_every == 0 or last):
+            save_checkpoint(run, {"gen": unwrap(gen).state_dict(), "critic": unwrap(critic).state_dict(), "ema": ema.model.state_dict(),
+                                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(),
+                                  "step": step, "config": _plain(to_dict(cfg)), "kind": "aging",
+                                  "template": cache.meta["template"], "image_size": cache.size})
+        if last and step < cfg.steps:
+            break
+    logger.close()
+    return run
+
+
+def _plain(d):
+    import json
+
+    return json.loads(json.dumps(d))
