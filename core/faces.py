@@ -76,14 +76,18 @@ class FaceFinder:
     """Finds faces and their landmarks. Not thread-safe: use one per thread.
 
     mode: "fast" (HOG) or "accurate" (CNN). ``max_side``: the fast detector runs on a copy whose
-    long side is at most this. ``upsample``: detector upsampling steps (finds smaller faces, slower).
-    ``threshold``: HOG score below which a detection is dropped (dlib's own cut-off is 0).
+    long side is at most this. ``upsample``: detector upsampling steps (finds smaller faces,
+    slower); None = once when the (downscaled) photo's long side is at most ``upsample_below``,
+    else none: HOG's smallest face is 80 px, so small photos need it and large ones do not.
+    ``threshold``: HOG score below which a detection is dropped (dlib's own cut-off is 0; 0.2
+    keeps every labelled face of dlib's album (bench/detection.py) and drops weak false hits).
     """
 
     mode: str = "fast"
     max_side: int = 1024
-    upsample: int = 1
-    threshold: float = 0.0
+    upsample: int | None = None
+    upsample_below: int = 800
+    threshold: float = 0.2
     min_size: int = 20  # faces smaller than this (photo pixels) are ignored
     _sp: object = field(default=None, init=False, repr=False)
 
@@ -104,11 +108,14 @@ class FaceFinder:
         scale = min(1.0, max_side / max(h, w))
         small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         found: list[tuple[np.ndarray, float]] = []
+        upsample = self.upsample
+        if upsample is None:
+            upsample = 1 if max(small.shape[:2]) <= self.upsample_below else 0
         if self.mode == "fast":
-            dets, scores, _ = dlib_models.hog_detector().run(small, self.upsample, self.threshold)
-            pairs = [(d, s) for d, s in zip(dets, scores)]
+            dets, scores, _ = dlib_models.hog_detector().run(small, upsample, min(self.threshold, 0.0))
+            pairs = [(d, s) for d, s in zip(dets, scores) if s >= self.threshold]
         else:
-            pairs = [(d.rect, d.confidence) for d in dlib_models.cnn_detector()(small, self.upsample)]
+            pairs = [(d.rect, d.confidence) for d in dlib_models.cnn_detector()(small, upsample)]
         for rect, score in pairs:
             box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float32) / scale
             box = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1]).astype(np.float32)

@@ -47,7 +47,7 @@ def _landmarks_one(path: str) -> tuple[str, np.ndarray | None, tuple[int, int] |
     """(status, landmarks, (h, w)); status 'ok' | 'fallback' | 'unreadable' | 'noface'."""
     global _finder
     if _finder is None:
-        _finder = FaceFinder(mode="fast", max_side=800, upsample=1)
+        _finder = FaceFinder(mode="fast", max_side=800, upsample=1, threshold=0.0)  # every chip holds a face
     rgb = _read_rgb(Path(path))
     if rgb is None:
         return "unreadable", None, None
