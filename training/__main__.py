@@ -22,15 +22,17 @@ def _common(p: argparse.ArgumentParser):
 
 
 def _cache_for(args, cfg) -> Path:
-    from .data import load_dataset
+    from .data import DatasetError, load_dataset
     from .preprocess import preprocess
 
-    cache = Path(args.cache or cfg.cache or Path(args.out).resolve().parent / f"cache_{Path(cfg.data or args.data).name}_{cfg.size}")
-    if (cache / "meta.json").is_file() and not (cfg.data or args.data):
-        return cache
     data = cfg.data or args.data
+    if not (args.cache or cfg.cache or data):
+        raise DatasetError("pass --data (a dataset) or --cache (a preprocessed cache)")
+    cache = Path(args.cache or cfg.cache or Path(args.out).resolve().parent / f"cache_{Path(data).name}_{cfg.size}")
+    if (cache / "meta.json").is_file() and not data:
+        return cache
     if not data:
-        raise SystemExit("error: --data is required (no preprocessed cache at %s)" % cache)
+        raise DatasetError(f"--data is required (no preprocessed cache at {cache})")
     samples, problems = load_dataset(Path(data), cfg.format or args.format)
     for line in problems[:20]:
         logging.warning("skipped %s", line)
@@ -60,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", required=True, help="preprocessed cache")
     p.add_argument("--age-model", required=True, help="age-model run folder")
     p.add_argument("--out", required=True, help="run folder for the baseline")
+    p = sub.add_parser("showcase", help="pictures of a shipped model for docs/")
+    p.add_argument("--models", required=True, help="models folder (aging.onnx, age.onnx, manifest.json)")
+    p.add_argument("--cache", required=True, help="preprocessed cache (its test split)")
+    p.add_argument("--photos", nargs="*", default=[], help="real photos to age in place")
+    p.add_argument("--out", required=True, help="output folder, e.g. docs/")
     p = sub.add_parser("export", help="export a run to ONNX")
     p.add_argument("run", help="run folder (age or aging)")
     p.add_argument("--out", required=True, help="models folder, e.g. resources/models")
@@ -115,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             from .config import DECADES
 
             build(Path(args.cache), Path(args.age_model), Path(args.out), DECADES)
+            return 0
+        if args.cmd == "showcase":
+            from .showcase import write_showcase
+
+            for path in write_showcase(Path(args.models), Path(args.cache), [Path(p) for p in args.photos], Path(args.out)):
+                print(path)
             return 0
         if args.cmd == "export":
             from .export import export_run

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
+MAX_AGE = 120
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def load_utkface(folder: Path) -> tuple[list[Sample], list[str]]:
     samples, problems = [], []
     for p in _images(folder):
         m = _UTK.match(p.name)
-        if not m or not (0 < int(m.group(1)) <= 120):
+        if not m or not (0 < int(m.group(1)) <= MAX_AGE):
             problems.append(f"{p.name}: name does not follow AGE_GENDER_RACE_TIMESTAMP")
             continue
         race = int(m.group(3)) if m.group(3) is not None else None
@@ -121,16 +123,22 @@ def load_csv(csv_path: Path) -> tuple[list[Sample], list[str]]:
         if not reader.fieldnames or not {"path", "age"} <= set(reader.fieldnames):
             raise DatasetError(f"{csv_path}: needs the columns path and age (has {reader.fieldnames})")
         for line, row in enumerate(reader, start=2):
+            rel = (row.get("path") or "").strip()
+            if not rel:
+                problems.append(f"{csv_path.name}:{line}: no path")
+                continue
             try:
-                age = int(float(row["age"]))
+                years = float(row["age"])
             except (TypeError, ValueError):
-                problems.append(f"{csv_path.name}:{line}: age {row.get('age')!r} is not a number")
+                years = math.nan
+            if not 0 <= years <= MAX_AGE:  # also rejects nan and inf (int(inf) would raise)
+                problems.append(f"{csv_path.name}:{line}: age {row.get('age')!r} is not a number of years in 0..{MAX_AGE}")
                 continue
-            p = (csv_path.parent / row["path"]).resolve()
+            p = (csv_path.parent / rel).resolve()
             if not p.is_file():
-                problems.append(f"{csv_path.name}:{line}: {row['path']} not found")
+                problems.append(f"{csv_path.name}:{line}: {rel} not found")
                 continue
-            samples.append(Sample(p, age, row.get("identity") or None))
+            samples.append(Sample(p, int(years), row.get("identity") or None))
     return samples, problems
 
 
@@ -141,7 +149,10 @@ def detect_format(path: Path) -> str:
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return "csv"
-    names = [p.name for p in _images(path)[:50]]
+    images = _images(path)
+    if not images:
+        raise DatasetError(f"{path}: holds no images ({' '.join(sorted(IMAGE_SUFFIXES))})")
+    names = [p.name for p in images[:50]]
     for fmt, pattern in (("utkface", _UTK), ("cacd", _CACD), ("morph", _MORPH), ("fgnet", _FGNET)):
         target = [n if fmt == "utkface" else Path(n).stem for n in names]
         if names and sum(bool(pattern.match(t)) for t in target) >= 0.8 * len(names):
@@ -154,6 +165,8 @@ def load_dataset(path: Path, fmt: str | None = None) -> tuple[list[Sample], list
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     fmt = fmt or detect_format(path)
+    if fmt != "csv" and fmt not in LOADERS:
+        raise DatasetError(f"unknown dataset format {fmt!r}: use one of csv, {', '.join(LOADERS)}")
     samples, problems = load_csv(path) if fmt == "csv" else LOADERS[fmt](path)
     if not samples:
         raise DatasetError(f"{path}: no usable labelled images ({len(problems)} malformed)")
