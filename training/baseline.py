@@ -52,13 +52,10 @@ class MeanFaceAger(nn.Module):
         return cls(state["means"], net.eval(), int(ac["input_size"]), state["config"]["age_groups"], state["cover"], state["head"])
 
 
-def build(cache_dir: Path, age_run: Path, out: Path, groups: list) -> Path:
+def group_means(cache: FaceCache, groups: list) -> torch.Tensor:
+    """(K, 3, S, S) mean aligned training face of each age group, in [-1, 1]."""
     from .train_aging import group_index
 
-    cache = FaceCache(cache_dir)
-    age = torch.load(Path(age_run) / "checkpoint.pt", map_location="cpu", weights_only=True)
-    if age.get("kind") != "age":
-        raise ValueError(f"{age_run} is not an age-model run")
     size = cache.size
     train = cache.indices("train")
     gi = np.array([group_index(a, groups) for a in cache.ages[train]])
@@ -69,15 +66,34 @@ def build(cache_dir: Path, age_run: Path, out: Path, groups: list) -> Path:
         for i in range(0, len(members), 512):
             acc += cache.images[np.sort(members[i : i + 512])].astype(np.float64).sum(0)
         means[k] = (acc / max(1, len(members))).transpose(2, 0, 1) / 127.5 - 1
+    return torch.from_numpy(means).float()
+
+
+def cover_and_head(cache: FaceCache) -> tuple[torch.Tensor, torch.Tensor]:
+    """The union of the five regions on the template face, and a head area around it (hair)."""
+    size = cache.size
     cover = face_mask(cache.template.at_size(size), (size, size))
-    head = cv2.GaussianBlur(cv2.dilate(cover, np.ones((size // 6, size // 6), np.uint8)), (0, 0), size / 24)
+    head = cv2.GaussianBlur(cv2.dilate(cover, np.ones((size // 5, size // 5), np.uint8)), (0, 0), size / 24)
+    return torch.from_numpy(cover), torch.from_numpy(np.clip(head, 0, 1))
+
+
+def means_picture(means: torch.Tensor) -> np.ndarray:
+    return np.concatenate([((m.numpy().transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8) for m in means], 1)
+
+
+def build(cache_dir: Path, age_run: Path, out: Path, groups: list) -> Path:
+    cache = FaceCache(cache_dir)
+    age = torch.load(Path(age_run) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if age.get("kind") != "age":
+        raise ValueError(f"{age_run} is not an age-model run")
+    means = group_means(cache, groups)
+    cover, head = cover_and_head(cache)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state = {"kind": "baseline", "means": torch.from_numpy(means).float(), "age": age["ema"], "age_config": age["config"],
-             "cover": torch.from_numpy(cover), "head": torch.from_numpy(head), "config": {"age_groups": groups},
-             "template": cache.meta["template"], "image_size": size, "step": 0}
+    state = {"kind": "baseline", "means": means, "age": age["ema"], "age_config": age["config"],
+             "cover": cover, "head": head, "config": {"age_groups": groups},
+             "template": cache.meta["template"], "image_size": cache.size, "step": 0}
     save_checkpoint(out, state)
-    grid = np.concatenate([((m.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8) for m in means], 1)
-    cv2.imwrite(str(out / "group_means.png"), grid[..., ::-1])
+    cv2.imwrite(str(out / "group_means.png"), means_picture(means)[..., ::-1])
     log.info("baseline written to %s", out)
     return out

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from core.regions import REGION_NAMES
-from .nets import AgeExport, AgeNet
+from .nets import AgeExport, AgeNet, AgingExport
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,16 @@ def build_module(state: dict) -> tuple[torch.nn.Module, dict]:
         from .train_aging import build_generator
 
         if kind == "aging":
+            if "age_net" not in state:
+                raise ValueError("this aging run was trained without an age model, which the exported model needs to "
+                                 "estimate the source age: resume it with --set age_model=AGE_RUN, then export")
             acfg = resolve(AgingConfig, None, None, **cfg)
-            cover = state["ema"]["cover"]
-            module = build_generator(acfg, cover[0, 0])
-            module.load_state_dict(state["ema"])
+            gen = build_generator(acfg, int(state["image_size"]))
+            gen.load_state_dict(state["ema"])
+            ac = state["age_config"]
+            age_net = AgeNet(ac["width"], ac["max_age"])
+            age_net.load_state_dict(state["age_net"])
+            module = AgingExport(gen, age_net.eval(), int(ac["input_size"]), acfg.age_groups)
         else:
             module = MeanFaceAger.from_state(state)
         meta = {"format": "agelapse-aging/1", "image_size": state["image_size"], "age_groups": cfg["age_groups"],

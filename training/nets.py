@@ -1,20 +1,26 @@
 """The networks: the age model, the aging generator (global + five local heads) and its critic.
 
 Aging generator (AcGAN + LGIN, shaped by what this CPU can train; see DESIGN.md):
-- a *global* U-Net at ``global_size`` (64 px) on the downscaled face and the target's condition
-  maps predicts a colour transform limited to what aging changes (brightness gain and offset,
-  saturation for grey hair, a bounded low-resolution colour offset) and an attention logit,
-  all upsampled onto the full-size face;
-- a *local* full-resolution trunk over the face, the five region masks and the global features
-  (the local/global interaction) with one head per region (forehead, eyes, nose, mouth,
+- a *prior*: the difference of the mean training faces of the target and the source groups
+  (the training-free baseline of baseline.py), sum_k (target_k - source_k) * mean_k. The
+  generator starts as that baseline and learns to correct it (ghosting where features differ,
+  person-specific texture), with a learned low-resolution gain on the prior in [0, 2];
+- a *global* U-Net at ``global_size`` (64 px) on the downscaled face, the prior and the target's
+  condition maps predicts a colour transform limited to what aging changes (brightness gain and
+  offset, saturation for grey hair, a bounded low-resolution colour offset) and an attention
+  logit, all upsampled onto the full-size face;
+- a *local* full-resolution trunk over the face, the five region masks, the prior and the global
+  features (the local/global interaction) with one head per region (forehead, eyes, nose, mouth,
   cheeks): a bounded luminance detail (wrinkles, folds) that each region's mask gates, plus an
   attention logit;
-- the composite x + gate * (1 - A) * (C - x) = AcGAN's (1 - A) C + A x, where ``gate`` scales the
-  change inside each region by the person's strength (the ``regions`` input is masks x strength)
-  and leaves the change outside the five regions (hair) at full strength: gate = (1 - R) + sum(regions),
-  with R the union of the regions on the template face (a constant of the model).
+- the composite x + gate * ((1 - A) * (C - x) + gain * prior), AcGAN's (1 - A) C + A x plus the
+  prior, where ``gate`` scales the change inside each region by the person's strength (the
+  ``regions`` input is masks x strength) and keeps the change outside the five regions (hair) at
+  full strength within the head: gate = (1 - R) * H + sum(regions), with R the union of the
+  regions and H a dilated head area, both on the template face (constants of the model).
 Colour and attention at low resolution, and luminance-only local detail, leave no room for the
 coloured dot grids and blobs that a naive generator paints to fool an age classifier.
+The exported model (AgingExport) carries the age model to estimate the source distribution.
 """
 
 from __future__ import annotations
@@ -113,33 +119,45 @@ def _cond(t, like):
 
 
 class Generator(nn.Module):
-    N_GLOBAL = 7  # gain, bias, saturation, colour (3), attention
+    N_GLOBAL = 8  # gain, bias, saturation, colour (3), attention, prior gain
 
-    def __init__(self, groups: int, region_cover: torch.Tensor, global_size: int = 64, g_width: int = 24,
-                 l_width: int = 16, color_limit: float = 0.15, detail_limit: float = 0.35):
+    def __init__(self, groups: int, region_cover: torch.Tensor, head: torch.Tensor, means: torch.Tensor,
+                 global_size: int = 64, g_width: int = 24, l_width: int = 16, color_limit: float = 0.15,
+                 detail_limit: float = 0.35):
         super().__init__()
         k, w, lw = groups, g_width, l_width
         self.groups, self.global_size = groups, global_size
         self.color_limit, self.detail_limit = color_limit, detail_limit
-        self.register_buffer("cover", region_cover.reshape(1, 1, *region_cover.shape[-2:]).float())
-        self.inp = nn.Sequential(_conv(3 + 5 + k, w), nn.LeakyReLU(0.2))
+        size = region_cover.shape[-1]
+        self.register_buffer("cover", region_cover.reshape(1, 1, size, size).float())
+        self.register_buffer("head", head.reshape(1, 1, size, size).float())
+        self.register_buffer("means", means.reshape(k, 3, size, size).float())
+        self.inp = nn.Sequential(_conv(3 + 5 + 3 + k, w), nn.LeakyReLU(0.2))
         self.d1, self.d2, self.d3 = Down(w, 2 * w), Down(2 * w, 4 * w), Down(4 * w, 4 * w)
         self.mid = nn.Sequential(_conv(4 * w + k, 4 * w), nn.LeakyReLU(0.2), _conv(4 * w, 4 * w), nn.LeakyReLU(0.2))
         self.u3, self.u2, self.u1 = Up(8 * w, 4 * w), Up(6 * w, 2 * w), Up(3 * w, w)
         self.g_head = _conv(w + k, self.N_GLOBAL)
         self.to_local = nn.Conv2d(w, 8, 1)  # global features handed to the local trunk
-        self.local = nn.Sequential(_conv(3 + 5 + 8, lw), nn.LeakyReLU(0.2), _conv(lw, lw), nn.LeakyReLU(0.2))
+        self.local = nn.Sequential(_conv(3 + 5 + 3 + 8, lw), nn.LeakyReLU(0.2), _conv(lw, lw), nn.LeakyReLU(0.2))
         self.l_head = _conv(lw, 5 + 1)  # one luminance detail per region + attention
-        for head in (self.g_head, self.l_head):
-            nn.init.normal_(head.weight, std=1e-3)
-            nn.init.zeros_(head.bias)
+        for head_conv in (self.g_head, self.l_head):
+            nn.init.normal_(head_conv.weight, std=1e-3)
+            nn.init.zeros_(head_conv.bias)
 
-    def forward(self, image, target, regions):
+    def gate(self, regions):
+        return ((1 - self.cover) * self.head + regions.sum(1, keepdim=True)).clamp(0.0, 1.5)
+
+    def prior(self, target, source):
+        return torch.einsum("nk,kchw->nchw", target - source, self.means)
+
+    def forward(self, image, target, regions, source):
+        """-> (aged, keep, attention): keep = 1 - tanh(mean |aged - image| / 0.1) (the contract's
+        attention output: 1 where the input pixel is kept); attention = the AcGAN mask A."""
         size = image.shape[-1]
         gs = self.global_size
-        xs = F.interpolate(image, size=(gs, gs), mode="bilinear", align_corners=False, antialias=True)
-        rs = F.interpolate(regions, size=(gs, gs), mode="bilinear", align_corners=False, antialias=True)
-        e0 = self.inp(torch.cat([xs, rs, _cond(target, xs)], 1))
+        prior = self.prior(target, source)
+        small = F.interpolate(torch.cat([image, regions, prior], 1), size=(gs, gs), mode="bilinear", align_corners=False, antialias=True)
+        e0 = self.inp(torch.cat([small, _cond(target, small)], 1))
         e1 = self.d1(e0)
         e2 = self.d2(e1)
         e3 = self.d3(e2)
@@ -148,7 +166,7 @@ class Generator(nn.Module):
         g = self.g_head(torch.cat([f, _cond(target, f)], 1))
         g = F.interpolate(g, size=(size, size), mode="bilinear", align_corners=False)
         fu = F.interpolate(self.to_local(f), size=(size, size), mode="bilinear", align_corners=False)
-        loc = self.l_head(self.local(torch.cat([image, regions, fu], 1)))
+        loc = self.l_head(self.local(torch.cat([image, regions, prior, fu], 1)))
         detail = (regions.clamp(0, 1) * torch.tanh(loc[:, :5])).sum(1, keepdim=True) * self.detail_limit
         attention = torch.sigmoid(g[:, 6:7] + loc[:, 5:6])
         x01 = (image + 1) * 0.5
@@ -159,10 +177,29 @@ class Generator(nn.Module):
         colour = self.color_limit * torch.tanh(g[:, 3:6])
         c01 = ((lum + sat * (x01 - lum)) * gain + bias + colour + detail).clamp(0, 1)
         colour_image = c01 * 2 - 1
-        gate = (1 - self.cover + regions.sum(1, keepdim=True)).clamp(0.0, 1.5)
-        change = gate * (1 - attention)
-        aged = (image + change * (colour_image - image)).clamp(-1, 1)
-        return aged, (1 - change).clamp(0, 1)
+        prior_gain = 1 + torch.tanh(g[:, 7:8])
+        gate = self.gate(regions)
+        aged = (image + gate * ((1 - attention) * (colour_image - image) + prior_gain * prior)).clamp(-1, 1)
+        keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)
+        return aged, keep, attention
+
+
+class AgingExport(nn.Module):
+    """The aging model as exported: (image, target, regions) -> (aged, attention); the source age
+    distribution over the groups comes from the age model it carries."""
+
+    def __init__(self, gen: Generator, age_net: AgeNet, age_size: int, groups: list):
+        super().__init__()
+        self.gen, self.age_net, self.age_size = gen, age_net, age_size
+        self.groups = [list(g) for g in groups]
+
+    def source(self, image):
+        small = F.interpolate(image, size=(self.age_size, self.age_size), mode="bilinear", align_corners=False, antialias=True)
+        return group_probs(torch.softmax(self.age_net(small), 1), self.groups)
+
+    def forward(self, image, target, regions):
+        aged, keep, _ = self.gen(image, target, regions, self.source(image))
+        return aged, keep
 
 
 class Critic(nn.Module):

@@ -82,10 +82,13 @@ class EMA:
         self.model = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model):
+    def update(self, model, step: int | None = None):
+        """Blend in the model's weights; with ``step``, the decay warms up as (1 + step) / (10 + step)
+        so early sample grids show what the model learned rather than its initialisation."""
         src = unwrap(model)
+        decay = self.decay if step is None else min(self.decay, (1 + step) / (10 + step))
         for e, p in zip(self.model.parameters(), src.parameters()):
-            e.lerp_(p.detach(), 1 - self.decay)
+            e.lerp_(p.detach(), 1 - decay)
         for e, b in zip(self.model.buffers(), src.buffers()):
             e.copy_(b)
 

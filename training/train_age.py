@@ -108,7 +108,7 @@ def train(cfg: AgeConfig, cache_dir: Path, out: Path, resume: bool = False, stop
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        ema.update(net)
+        ema.update(net, step)
         step += 1
         done_here += 1
         if step % cfg.log_every == 0:

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.regions import face_mask
 from . import augment
+from .baseline import cover_and_head, group_means
 from .config import AgingConfig, to_dict
 from .nets import AgeNet, Critic, Generator, group_probs
 from .preprocess import FaceCache
@@ -37,27 +37,41 @@ def group_index(age: int, groups: list) -> int:
     return len(groups) - 1 if age > groups[-1][0] else 0
 
 
-def region_cover(cache: FaceCache, size: int) -> torch.Tensor:
-    """Union of the five regions on the template face (the generator's constant gate)."""
-    return torch.from_numpy(face_mask(cache.template.at_size(size), (size, size)))
-
-
-def build_generator(cfg: AgingConfig, cover: torch.Tensor) -> Generator:
+def build_generator(cfg: AgingConfig, size: int, cache: FaceCache | None = None) -> Generator:
+    """The generator; its constants (region cover, head area, group means) come from ``cache``,
+    or are zeros to be filled by load_state_dict."""
+    k = len(cfg.age_groups)
+    if cache is not None:
+        cover, head = cover_and_head(cache)
+        means = group_means(cache, cfg.age_groups)
+    else:
+        cover, head, means = torch.zeros(size, size), torch.zeros(size, size), torch.zeros(k, 3, size, size)
     w = 2 if cfg.large else 1
-    return Generator(len(cfg.age_groups), cover, cfg.global_size, cfg.g_width * w, cfg.l_width * w, cfg.color_limit, cfg.detail_limit)
+    return Generator(k, cover, head, means, cfg.global_size, cfg.g_width * w, cfg.l_width * w, cfg.color_limit, cfg.detail_limit)
 
 
-def load_age_net(path: str, device) -> tuple[AgeNet, int] | tuple[None, int]:
-    """The frozen age model of an age run (its EMA weights) and its input size."""
+def source_weights(age_net: AgeNet | None, age_size: int, x: torch.Tensor, ages: np.ndarray, groups: list) -> torch.Tensor:
+    """The source faces' distribution over the groups: the frozen age model's when there is one
+    (what the exported model does), else the labels."""
+    if age_net is None:
+        gi = torch.tensor([group_index(int(a), groups) for a in ages], device=x.device)
+        return F.one_hot(gi, len(groups)).float()
+    with torch.no_grad():
+        small = F.interpolate(x, size=(age_size, age_size), mode="bilinear", align_corners=False, antialias=True)
+        return group_probs(torch.softmax(age_net(small), 1), groups)
+
+
+def load_age_net(path: str, device) -> tuple[AgeNet | None, int, dict | None]:
+    """The frozen age model of an age run (its EMA weights), its input size and its config."""
     if not path:
-        return None, 0
+        return None, 0, None
     state = torch.load(Path(path) / "checkpoint.pt", map_location="cpu", weights_only=True)
     if state.get("kind") != "age":
         raise ValueError(f"{path} is not an age-model run")
     c = state["config"]
     net = AgeNet(c["width"], c["max_age"])
     net.load_state_dict(state["ema"])
-    return net.to(device).eval().requires_grad_(False), int(c["input_size"])
+    return net.to(device).eval().requires_grad_(False), int(c["input_size"]), c
 
 
 def tv(x: torch.Tensor) -> torch.Tensor:
@@ -106,14 +120,16 @@ def sample_faces(cache: FaceCache, groups: list, per_row: int = 8) -> np.ndarray
 
 
 @torch.no_grad()
-def sample_grid(gen: Generator, cache: FaceCache, faces: np.ndarray, k: int, device) -> np.ndarray:
+def sample_grid(gen: Generator, cache: FaceCache, faces: np.ndarray, groups: list, device, age_net=None, age_size=0) -> np.ndarray:
     gen.eval()
+    k = len(groups)
     x = to_tensor(cache.images[faces], device)
     m = torch.from_numpy(np.ascontiguousarray(cache.masks[faces])).to(device).float() / 255
+    src = source_weights(age_net, age_size, x, cache.ages[faces], groups)
     rows = []
     for i in range(len(faces)):
         xi = x[i : i + 1].expand(k, -1, -1, -1)
-        out, _ = gen(xi, torch.eye(k, device=device), m[i : i + 1].expand(k, -1, -1, -1))
+        out, _, _ = gen(xi, torch.eye(k, device=device), m[i : i + 1].expand(k, -1, -1, -1), src[i : i + 1].expand(k, -1))
         rows.append(np.concatenate([to_uint8(x[i : i + 1])[0]] + list(to_uint8(out)), axis=1))
     return np.concatenate(rows, axis=0)
 
@@ -126,9 +142,9 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
     groups = cfg.age_groups
     k = len(groups)
     torch.manual_seed(cfg.seed)
-    gen = build_generator(cfg, region_cover(cache, cache.size)).to(dev)
+    gen = build_generator(cfg, cache.size, cache).to(dev)
     critic = Critic(k, cfg.d_width * (2 if cfg.large else 1)).to(dev)
-    age_net, age_size = load_age_net(cfg.age_model, dev)
+    age_net, age_size, age_cfg = load_age_net(cfg.age_model, dev)
     ema = EMA(gen, cfg.ema)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
@@ -161,7 +177,8 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
     while step < cfg.steps:
         r = rng(cfg.seed, step, rt.rank)
         torch.manual_seed(int(r.integers(2**31)))
-        x, masks, _ = _load(cache, r.choice(train_idx, b), r, dev)
+        x, masks, idx = _load(cache, r.choice(train_idx, b), r, dev)
+        source = source_weights(age_net, age_size, x, cache.ages[idx], groups)
         t = torch.from_numpy(_targets(r, b, k)).to(dev)
         regions = masks * torch.from_numpy(_strengths(r, b, cfg.strength_jitter)).to(dev)[:, :, None, None]
         gen.train()
@@ -169,7 +186,7 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
         # one generator forward per step: the critic steps judge its (detached) output, then the
         # generator's loss is taken against the updated critic through the same graph
         with torch.autocast(**amp):
-            fake, keep = gen(x, t, regions)
+            fake, keep, attention = gen(x, t, regions, source)
         # critic steps: real faces drawn group-balanced, judged with their own group
         for _ in range(cfg.n_critic):
             rg = r.integers(0, k, b)
@@ -195,19 +212,22 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
         critic.requires_grad_(False)
         with torch.autocast(**amp):
             adv = -critic(fake, t).float().mean()
-        fake, keep = fake.float(), keep.float()
-        change = fake - x
+        fake, attention = fake.float(), attention.float()
+        # the refinement: what the generator adds beyond the mean-face prior (its regularisers
+        # keep it close to the prior unless the critic and the age model ask for more)
+        base = (x + unwrap(gen).gate(regions) * unwrap(gen).prior(t, source)).clamp(-1, 1)
+        change = fake - base
         losses = {"adv": adv}
         if age_net is not None:
             small = F.interpolate(fake, size=(age_size, age_size), mode="bilinear", align_corners=False, antialias=True)
             p = group_probs(torch.softmax(age_net(small), 1), groups).clamp_min(1e-6)
             losses["age"] = -(t * p.log()).sum(1).mean()
-        losses["att_tv"] = tv(keep)
-        losses["att_norm"] = (1 - keep).mean()
+        losses["att_tv"] = tv(attention)
+        losses["att_norm"] = (1 - attention).mean()
         losses["local"] = sum((change.abs() * masks[:, i : i + 1]).mean() for i in range(5))
         losses["tv"] = tv(change)
         losses["id"] = sum(
-            (F.interpolate(fake, size=(s, s), mode="area") - F.interpolate(x, size=(s, s), mode="area")).abs().mean() for s in (32, 16)
+            (F.interpolate(fake, size=(s, s), mode="area") - F.interpolate(base, size=(s, s), mode="area")).abs().mean() for s in (32, 16)
         )
         w = {"adv": cfg.w_adv, "age": cfg.w_age, "att_tv": cfg.w_att_tv, "att_norm": cfg.w_att_norm, "local": cfg.w_local,
              "tv": cfg.w_tv, "id": cfg.w_id}
@@ -217,7 +237,7 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
         scaler.step(opt_g)
         scaler.update()
         critic.requires_grad_(True)
-        ema.update(gen)
+        ema.update(gen, step)
         step += 1
         done_here += 1
         if step % cfg.log_every == 0:
@@ -229,14 +249,15 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
             log.info("step %d " + " ".join(f"{n} %.4f" for n in vals), step, *vals.values())
         last = step == cfg.steps or (stop_after is not None and done_here >= stop_after)
         if rt.main and (step % cfg.sample_every == 0 or last):
-            grid = sample_grid(ema.model, cache, faces, k, dev)
+            grid = sample_grid(ema.model, cache, faces, groups, dev, age_net, age_size)
             cv2.imwrite(str(run / "samples" / f"step_{step:07d}.jpg"), grid[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
             logger.image(step, "samples", grid)
         if rt.main and (step % cfg.checkpoint_every == 0 or last):
             save_checkpoint(run, {"gen": unwrap(gen).state_dict(), "critic": unwrap(critic).state_dict(), "ema": ema.model.state_dict(),
                                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(),
                                   "step": step, "config": _plain(to_dict(cfg)), "kind": "aging",
-                                  "template": cache.meta["template"], "image_size": cache.size})
+                                  "template": cache.meta["template"], "image_size": cache.size,
+                                  **({"age_net": age_net.state_dict(), "age_config": age_cfg} if age_net is not None else {})})
         if last and step < cfg.steps:
             break
     logger.close()
