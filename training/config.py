@@ -56,7 +56,8 @@ class AgingConfig(CommonConfig):
     lr_g: float = 1e-4
     lr_d: float = 2e-4
     betas: tuple = (0.5, 0.99)
-    n_critic: int = 3
+    batch: int = 16
+    n_critic: int = 2
     gp_weight: float = 10.0
     w_adv: float = 1.0
     w_age: float = 2.0  # frozen age model's cross-entropy on the target group

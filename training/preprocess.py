@@ -88,6 +88,9 @@ def preprocess(samples: list[Sample], out: Path, size: int = 128, workers: int =
         if meta.get("key") == key:
             log.info("cache %s is complete, reusing it", out)
             return out
+        # rebuilding over another cache: its meta.json must go first, or a build killed halfway would
+        # leave the old meta.json beside new arrays, a folder that reads as complete but is not
+        meta_path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     paths = [str(s.path) for s in samples]
     with ProcessPoolExecutor(max_workers=workers) as pool:

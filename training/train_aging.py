@@ -145,12 +145,20 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
     gen = build_generator(cfg, cache.size, cache).to(dev)
     critic = Critic(k, cfg.d_width * (2 if cfg.large else 1)).to(dev)
     age_net, age_size, age_cfg = load_age_net(cfg.age_model, dev)
+    saved = load_checkpoint(run) if resume else None
+    if saved and "age_net" in saved:
+        # a resumed run keeps the age model it trained against, even if that age run went on
+        age_cfg = saved["age_config"]
+        age_net = AgeNet(age_cfg["width"], age_cfg["max_age"])
+        age_net.load_state_dict(saved["age_net"])
+        age_net = age_net.to(dev).eval().requires_grad_(False)
+        age_size = int(age_cfg["input_size"])
     ema = EMA(gen, cfg.ema)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
     scaler = torch.amp.GradScaler(enabled=cfg.amp and dev.type == "cuda")
     step = 0
-    state = load_checkpoint(run) if resume else None
+    state = saved
     if state:
         gen.load_state_dict(state["gen"])
         critic.load_state_dict(state["critic"])

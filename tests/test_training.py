@@ -1,0 +1,472 @@
+"""The training package end to end on a tiny dataset made from a real portrait (no ../shared):
+preprocessing through core, a few steps of both models, exact kill-and-resume, ONNX export
+that the engine's contract checks accept, the mean-face baseline and the evaluation protocol.
+
+Everything is tiny (64 px cache, 8-channel networks, 4 steps) and runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+
+from core import align  # noqa: E402
+from core.models import AgeModel, AgingModel, Manifest, sha256_of  # noqa: E402
+from core.regions import REGION_NAMES  # noqa: E402
+from training import export as texport  # noqa: E402
+from training import train_age, train_aging  # noqa: E402
+from training.config import DECADES, AgeConfig, AgingConfig, resolve, to_dict  # noqa: E402
+from training.data import Sample, load_dataset, split_of  # noqa: E402
+from training.nets import AgeNet  # noqa: E402
+from training.preprocess import FaceCache, preprocess  # noqa: E402
+from training.runtime import load_checkpoint, save_checkpoint  # noqa: E402
+
+SIZE = 64  # cache size
+AGES = [4, 15, 25, 34, 45, 56, 65, 78]  # one per decade group
+PLAN = ["train"] * 16 + ["val"] * 4 + ["test"] * 4  # 2 train faces per group, 4 val, 4 test
+UNREADABLE = "33_0_0_20170101000000001.jpg"
+NOFACE = "44_1_1_20170101000000002.jpg"
+
+
+def _hash_split(name: str) -> str:
+    h = int(hashlib.sha1(name.encode()).hexdigest(), 16) % 100  # training/data.py's rule, restated
+    return "train" if h < 80 else "val" if h < 90 else "test"
+
+
+def _name(age: int, i: int, split: str) -> str:
+    """A UTKFace-style name for face ``i`` that the fixed hash split sends to ``split``."""
+    for k in range(10_000):
+        name = f"{age}_{i % 2}_{i % 5}_20170116{k:09d}.jpg.chip.jpg"
+        if _hash_split(name) == split:
+            return name
+    raise AssertionError("no name found")
+
+
+def age_cfg(**kw) -> AgeConfig:
+    base = dict(width=8, input_size=32, batch=4, steps=4, workers=0, device="cpu", log_every=1, checkpoint_every=1000)
+    return AgeConfig(**{**base, **kw})
+
+
+def aging_cfg(age_run: Path, **kw) -> AgingConfig:
+    base = dict(g_width=8, l_width=8, d_width=8, global_size=32, batch=2, n_critic=2, steps=4, age_model=str(age_run),
+                workers=0, device="cpu", log_every=1, sample_every=1000, checkpoint_every=1000)
+    return AgingConfig(**{**base, **kw})
+
+
+# ------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, astronaut) -> Path:
+    """24 UTKFace-style 200x200 chips of the astronaut (random shift, scale, flip, brightness),
+    ages over all 8 decade groups, names chosen so the split is 16 / 4 / 4; plus one unreadable
+    file and one image without a face."""
+    root = tmp_path_factory.mktemp("utk_tiny")
+    r = np.random.default_rng(0)
+    for i, split in enumerate(PLAN):
+        age = AGES[i % 8] + i // 8
+        cx, cy = 222 + r.uniform(-8, 8), 128 + r.uniform(-8, 8)  # the face's centre in the portrait
+        half = 95 * r.uniform(0.92, 1.08)
+        crop = astronaut[int(cy - half):int(cy + half), int(cx - half):int(cx + half)]
+        crop = cv2.resize(crop, (200, 200), interpolation=cv2.INTER_AREA)
+        if r.random() < 0.5:
+            crop = crop[:, ::-1]
+        crop = np.clip(crop.astype(np.float32) * r.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(root / _name(age, i, split)), np.ascontiguousarray(crop[..., ::-1]))
+    (root / UNREADABLE).write_bytes(b"this is not a JPEG")
+    cv2.imwrite(str(root / NOFACE), np.full((240, 320, 3), 128, np.uint8))  # not a chip: no fallback box
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tiny_dataset, tmp_path_factory) -> Path:
+    samples, problems = load_dataset(tiny_dataset)
+    assert problems == [] and len(samples) == 26
+    return preprocess(samples, tmp_path_factory.mktemp("cache") / "utk_64", size=SIZE, workers=1, chip_frame=200.0)
+
+
+@pytest.fixture(scope="session")
+def age_run(tiny_cache, tmp_path_factory) -> Path:
+    return train_age.train(age_cfg(), tiny_cache, tmp_path_factory.mktemp("runs") / "age")
+
+
+@pytest.fixture(scope="session")
+def aging_run(tiny_cache, age_run, tmp_path_factory) -> Path:
+    return train_aging.train(aging_cfg(age_run), tiny_cache, tmp_path_factory.mktemp("runs") / "aging")
+
+
+METRICS = {"age": {"mae": 12.5}, "aging": {"age_accuracy": 0.25}}
+
+
+@pytest.fixture(scope="session")
+def models_dir(age_run, aging_run, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    texport.export_run(age_run, d, metrics=METRICS)
+    texport.export_run(aging_run, d, metrics=METRICS)
+    return d
+
+
+def stats(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def flatten(obj, prefix=""):
+    """A checkpoint as {path: leaf} (nested dicts/lists of tensors and plain values)."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}/{k}"))
+        return out
+    if isinstance(obj, (list, tuple)):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(flatten(v, f"{prefix}/{i}"))
+        return out
+    return {prefix: obj}
+
+
+def assert_same_state(a: dict, b: dict):
+    fa, fb = flatten(a), flatten(b)
+    assert fa.keys() == fb.keys()
+    different = []
+    for key in fa:
+        x, y = fa[key], fb[key]
+        if isinstance(x, torch.Tensor):
+            if not (isinstance(y, torch.Tensor) and x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)):
+                different.append(key)
+        elif x != y and not (isinstance(x, float) and math.isnan(x) and isinstance(y, float) and math.isnan(y)):
+            different.append(key)
+    assert not different, f"{len(different)} entries differ, e.g. {different[:8]}"
+
+
+# ------------------------------------------------------------------------------ preprocessing
+
+def test_cache_contents(tiny_cache, tiny_dataset):
+    cache = FaceCache(tiny_cache)
+    n = len(PLAN)
+    report = cache.meta["report"]
+    assert report["unreadable"] == [UNREADABLE] and report["noface"] == [NOFACE]
+    assert cache.meta["counts"] == {"ok": report["ok"], "fallback": report["fallback"], "unreadable": 1, "noface": 1}
+    assert report["ok"] + report["fallback"] == n
+    assert report["ok"] >= n - 2  # HOG finds the astronaut in (nearly) every chip
+    assert cache.size == SIZE
+    assert cache.images.shape == (n, SIZE, SIZE, 3) and cache.images.dtype == np.uint8
+    assert cache.masks.shape == (n, 5, SIZE, SIZE) and cache.masks.dtype == np.uint8
+    assert cache.landmarks.shape == (n, 68, 2) and cache.landmarks.dtype == np.float32
+    # samples: labels from the names, the split recorded is the fixed split
+    names = [Path(s["path"]).name for s in cache.samples]
+    assert sorted(names) == sorted(p.name for p in tiny_dataset.iterdir() if p.name not in (UNREADABLE, NOFACE))
+    for s in cache.samples:
+        assert s["age"] == int(Path(s["path"]).name.split("_")[0])
+        assert s["split"] == split_of(Sample(Path(s["path"]), s["age"])) == _hash_split(Path(s["path"]).name)
+    assert [len(cache.indices(k)) for k in ("train", "val", "test")] == [16, 4, 4]
+    # the template: 68 points inside the unit square, the same one FaceCache exposes
+    tpl = np.array(cache.meta["template"], dtype=np.float32)
+    assert tpl.shape == (68, 2) and (tpl > 0).all() and (tpl < 1).all()
+    np.testing.assert_allclose(cache.template.points, tpl)
+    # aligned landmarks lie inside the crop and on the template (that is what alignment means)
+    lm = cache.landmarks
+    assert (lm >= 0).all() and (lm <= SIZE).all()
+    err = np.linalg.norm(lm[:, align.ALIGN_POINTS] - cache.template.at_size(SIZE)[align.ALIGN_POINTS], axis=2)
+    assert err.mean() < 1.0 and err.max() < 3.0, (err.mean(), err.max())
+    # region masks: every region present on every face, each where its landmarks are, nothing in the corners
+    m = np.asarray(cache.masks)
+    assert (m.reshape(n, 5, -1).max(2) >= 200).all()
+    for i in range(n):
+        for region, points in (("eyes", range(36, 42)), ("eyes", range(42, 48)), ("nose", range(27, 36)),
+                               ("mouth", range(48, 68)), ("cheeks", [2, 3, 31]), ("cheeks", [13, 14, 35])):
+            x, y = np.round(lm[i, list(points)].mean(0)).astype(int)
+            assert m[i, REGION_NAMES.index(region), y, x] > 128, (i, region)
+        brows_y = lm[i, 17:27, 1].min()
+        fy, fx = np.unravel_index(m[i, REGION_NAMES.index("forehead")].argmax(), (SIZE, SIZE))
+        assert fy < brows_y  # the forehead is above the brows
+    assert m[:, :, :3, :3].max() == 0 and m[:, :, -3:, -3:].max() == 0 and m[:, :, :3, -3:].max() == 0
+    # the faces differ (the jitter reached the cache) yet are the same aligned face
+    means = cache.images.reshape(n, -1).mean(1)
+    assert means.max() - means.min() > 15
+
+
+def test_cache_is_reused_and_checked(tiny_cache, tiny_dataset, tmp_path):
+    before = (tiny_cache / "images.npy").stat().st_mtime_ns
+    samples, _ = load_dataset(tiny_dataset)
+    assert preprocess(samples, tiny_cache, size=SIZE, workers=1, chip_frame=200.0) == tiny_cache
+    assert (tiny_cache / "images.npy").stat().st_mtime_ns == before  # complete cache: not rebuilt
+    assert not list(tiny_cache.glob("*.tmp"))
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        FaceCache(tmp_path)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / UNREADABLE).write_bytes(b"junk")
+    bad, _ = load_dataset(tmp_path / "bad")
+    with pytest.raises(ValueError, match="no face could be landmarked"):
+        preprocess(bad, tmp_path / "bad_cache", size=SIZE, workers=1)
+
+
+def test_a_rebuild_killed_halfway_never_reads_as_complete(tiny_cache, tiny_dataset, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "cache"
+    shutil.copytree(tiny_cache, copy)
+    samples, _ = load_dataset(tiny_dataset)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", killed)  # dies after the new images.npy replaced the old one
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(samples[:3], copy, size=SIZE, workers=1, chip_frame=200.0)
+    monkeypatch.undo()
+    assert len(np.load(copy / "images.npy", mmap_mode="r")) != len(PLAN)  # the arrays are the new build's...
+    with pytest.raises(FileNotFoundError):  # ...so the old meta.json must not vouch for them
+        FaceCache(copy)
+
+
+# ----------------------------------------------------------------------------------- training
+
+def test_age_training_run(age_run, tiny_cache):
+    cfg = resolve(AgeConfig, age_run / "config.json")
+    assert to_dict(cfg) == to_dict(age_cfg())  # the run's config round-trips through its JSON
+    rows = stats(age_run)
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
+    assert all(math.isfinite(r[k]) for r in train_rows for k in ("loss", "kl", "train_mae", "lr"))
+    val = [r for r in rows if "val_mae" in r]
+    assert [r["step"] for r in val] == [4] and 0 <= val[0]["val_mae"] < 100
+    state = load_checkpoint(age_run)
+    assert state["kind"] == "age" and state["step"] == 4
+    assert state["template"] == FaceCache(tiny_cache).meta["template"]
+    assert {"model", "ema", "opt", "config", "template", "val_mae"} <= set(state)
+    assert not list(age_run.glob("*.tmp"))
+    # the weights moved, and the EMA lags behind them
+    torch.manual_seed(0)  # the run's seed: the weights it started from
+    init = AgeNet(8, 100).state_dict()
+    assert not torch.equal(init["fc.weight"], state["model"]["fc.weight"])
+    assert not torch.equal(state["ema"]["fc.weight"], state["model"]["fc.weight"])
+
+
+def test_aging_training_run(aging_run, age_run, tiny_cache):
+    rows = stats(aging_run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        for k in ("adv", "age", "att_tv", "att_norm", "local", "tv", "id", "d_loss", "gp", "wdist", "age_acc"):
+            assert math.isfinite(r[k]), (k, r)
+    state = load_checkpoint(aging_run)
+    assert state["kind"] == "aging" and state["step"] == 4 and state["image_size"] == SIZE
+    assert {"gen", "critic", "ema", "opt_g", "opt_d", "scaler", "config", "template"} <= set(state)
+    assert state["template"] == FaceCache(tiny_cache).meta["template"]
+    assert state["config"] == json.loads(json.dumps(to_dict(aging_cfg(age_run))))
+    assert json.loads((aging_run / "config.json").read_text()) == state["config"]
+    (grid_path,) = (aging_run / "samples").glob("*.jpg")  # sample_every is large: the final step's grid only
+    assert grid_path.name == "step_0000004.jpg"
+    grid = cv2.imread(str(grid_path))
+    # one row per fixed validation face (4 here), the input then one column per age group
+    assert grid.shape == (4 * SIZE, (1 + len(DECADES)) * SIZE, 3)
+
+
+def test_a_run_folder_is_never_overwritten(age_run, tiny_cache):
+    before = (age_run / "checkpoint.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_age.train(age_cfg(), tiny_cache, age_run)
+    assert (age_run / "checkpoint.pt").read_bytes() == before
+
+
+def test_aging_needs_an_age_run(aging_run, tiny_cache, tmp_path):
+    with pytest.raises(ValueError, match="not an age-model run"):
+        train_aging.train(aging_cfg(aging_run), tiny_cache, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+# ------------------------------------------------------------------------------ kill and resume
+
+def test_age_resume_is_exact(tiny_cache, age_run, tmp_path):
+    run = tmp_path / "age"
+    train_age.train(age_cfg(), tiny_cache, run, stop_after=2)  # "killed" after 2 of 4 steps
+    killed = load_checkpoint(run)
+    assert killed["step"] == 2
+    train_age.train(age_cfg(), tiny_cache, run, resume=True)
+    resumed = load_checkpoint(run)
+    assert resumed["step"] == 4
+    assert_same_state(resumed, load_checkpoint(age_run))  # model, EMA, optimizer, config, val MAE
+    assert [r["step"] for r in stats(run) if "loss" in r] == [1, 2, 3, 4]  # each step logged once
+
+
+def test_aging_resume_is_exact(tiny_cache, age_run, aging_run, tmp_path):
+    run = tmp_path / "aging"
+    train_aging.train(aging_cfg(age_run), tiny_cache, run, stop_after=1)
+    assert load_checkpoint(run)["step"] == 1
+    train_aging.train(aging_cfg(age_run), tiny_cache, run, resume=True, stop_after=2)  # killed twice
+    assert load_checkpoint(run)["step"] == 3
+    train_aging.train(aging_cfg(age_run), tiny_cache, run, resume=True)
+    resumed = load_checkpoint(run)
+    assert resumed["step"] == 4
+    # generator, critic, EMA, both optimizers, scaler, config
+    assert_same_state(resumed, load_checkpoint(aging_run))
+    assert [r["step"] for r in stats(run)] == [1, 2, 3, 4]
+    assert (run / "samples" / "step_0000004.jpg").read_bytes() == (aging_run / "samples" / "step_0000004.jpg").read_bytes()
+
+
+def test_cli_trains_and_resumes(tiny_cache, tmp_path):
+    from training.__main__ import main
+
+    run = tmp_path / "cli_age"
+    common = ["--cache", str(tiny_cache), "--out", str(run)]
+    sets = ["--set", "width=8", "--set", "input_size=32", "--set", "batch=4", "--set", "steps=2", "--set", "workers=0",
+            "--set", "device=cpu"]
+    assert main(["age", *common, *sets]) == 0
+    assert load_checkpoint(run)["step"] == 2
+    assert main(["age", *common, *sets]) == 2  # the folder holds a run and --resume was not given
+    assert main(["age", *common, "--resume", "--set", "steps=3"]) == 0  # the run keeps its config, but for steps
+    state = load_checkpoint(run)
+    assert state["step"] == 3 and state["config"]["width"] == 8 and state["config"]["input_size"] == 32
+    assert json.loads((run / "config.json").read_text())["steps"] == 3
+
+
+# --------------------------------------------------------------------------------------- export
+
+def _real_inputs(tiny_cache, n: int, groups: int):
+    cache = FaceCache(tiny_cache)
+    idx = cache.indices("test")[:n] if n <= 4 else np.arange(n)
+    x = torch.from_numpy(np.asarray(cache.images[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    t = torch.eye(groups)[torch.arange(n) % groups]
+    t[-1] = 0
+    t[-1, 2], t[-1, 3] = 0.3, 0.7  # a position between two groups on the timeline
+    r = torch.from_numpy(np.asarray(cache.masks[idx])).float() / 255 * torch.tensor([1.0, 0.5, 0.0, 1.5, 1.0])[:, None, None]
+    return x, t, r
+
+
+def test_exported_models_honour_the_contract(models_dir, tiny_cache):
+    aging = AgingModel.load(models_dir, providers="cpu")  # verify=True: checked against the manifest
+    age = AgeModel.load(models_dir, providers="cpu")
+    manifest = Manifest.load(models_dir)
+    for name, fmt in (("aging.onnx", "agelapse-aging/1"), ("age.onnx", "agelapse-age/1")):
+        entry = manifest.entries[name]
+        assert entry == {"sha256": sha256_of(models_dir / name), "bytes": (models_dir / name).stat().st_size, "format": fmt}
+    assert sorted(p.name for p in models_dir.iterdir()) == ["age.onnx", "aging.onnx", "manifest.json"]
+    template = FaceCache(tiny_cache).template.points
+    for model, size in ((aging, SIZE), (age, 32)):
+        meta = model.metadata
+        assert {"format", "image_size", "template", "trained_on", "license", "metrics", "created"} <= set(meta)
+        assert model.image_size == size
+        np.testing.assert_allclose(model.template.points, template, atol=1e-5)
+        assert "UTKFace" in model.trained_on and "non-commercial" in model.license.lower()
+        assert model.metrics == METRICS
+        created = dt.datetime.fromisoformat(meta["created"])
+        assert created.tzinfo is not None and abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 3600
+        assert meta["training_steps"] == "4"
+    assert aging.metadata["format"] == "agelapse-aging/1" and age.metadata["format"] == "agelapse-age/1"
+    assert [list(g) for g in aging.age_groups] == DECADES and json.loads(aging.metadata["age_groups"]) == DECADES
+    assert aging.regions == REGION_NAMES and json.loads(aging.metadata["regions"]) == list(REGION_NAMES)
+    # the declared shapes: dynamic batch, the contract's other axes
+    s = aging.session
+    assert s.inputs == {"image": (None, 3, SIZE, SIZE), "target": (None, 8), "regions": (None, 5, SIZE, SIZE)}
+    assert s.outputs == {"aged": (None, 3, SIZE, SIZE), "attention": (None, 1, SIZE, SIZE)}
+    assert age.session.outputs["age"] == (None,) and age.session.outputs["probs"] == (None, 101)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_exported_models_match_pytorch(models_dir, age_run, aging_run, tiny_cache, batch):
+    aging = AgingModel.load(models_dir, providers="cpu")
+    age = AgeModel.load(models_dir, providers="cpu")
+    x, t, r = _real_inputs(tiny_cache, batch, 8)
+    gen, _ = texport.build_module(texport.load_run(aging_run))
+    with torch.no_grad():
+        ref_aged, ref_att = gen(x, t, r)
+    got = aging.session.run({"image": x.numpy(), "target": t.numpy(), "regions": r.numpy()})
+    assert got["aged"].shape == (batch, 3, SIZE, SIZE) and got["attention"].shape == (batch, 1, SIZE, SIZE)
+    np.testing.assert_allclose(got["aged"], ref_aged.numpy(), atol=1e-4)
+    np.testing.assert_allclose(got["attention"], ref_att.numpy(), atol=1e-4)
+    assert got["aged"].min() >= -1 and got["aged"].max() <= 1
+    assert got["attention"].min() >= 0 and got["attention"].max() <= 1
+    # the engine's uint8 path agrees too
+    images = ((x.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
+    aged_u8, att = aging.run(images, t.numpy(), r.numpy())
+    assert aged_u8.shape == (batch, SIZE, SIZE, 3) and att.shape == (batch, SIZE, SIZE)
+    ref_u8 = np.clip(np.rint((ref_aged.permute(0, 2, 3, 1).numpy() + 1) * 127.5), 0, 255)
+    assert np.abs(aged_u8.astype(int) - ref_u8).max() <= 1
+
+    net, _ = texport.build_module(texport.load_run(age_run))
+    small = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        ref_years, ref_probs = net(small)
+    got = age.session.run({"image": small.numpy()})
+    assert got["age"].shape == (batch,) and got["probs"].shape == (batch, 101)
+    np.testing.assert_allclose(got["probs"], ref_probs.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["age"], ref_years.numpy(), atol=1e-3)
+    np.testing.assert_allclose(got["probs"].sum(1), 1, atol=1e-4)
+
+
+def test_export_errors_are_clear(tmp_path, age_run, monkeypatch):
+    out = tmp_path / "models"
+    with pytest.raises(FileNotFoundError, match="no checkpoint.pt"):
+        texport.export_run(tmp_path / "no_such_run", out)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    save_checkpoint(odd, {"kind": "gan", "step": 3})
+    with pytest.raises(ValueError, match="unknown checkpoint kind 'gan'"):
+        texport.export_run(odd, out)
+    save_checkpoint(odd, {"step": 3, "config": {}})
+    with pytest.raises(ValueError, match="unknown checkpoint kind None"):
+        texport.export_run(odd, out)
+    assert not out.exists() or not any(out.iterdir())
+    # a parity failure leaves neither the file nor a manifest entry behind
+    monkeypatch.setattr(texport, "PARITY_TOLERANCE", -1.0)
+    with pytest.raises(texport.ParityError, match="differs from PyTorch"):
+        texport.export_run(age_run, out)
+    assert not (out / "age.onnx").exists() and not list(out.glob("*.tmp"))
+    assert "age.onnx" not in Manifest.load(out).entries
+
+
+def test_baseline_builds_and_exports(tiny_cache, age_run, tmp_path):
+    from training.baseline import build
+
+    run = build(tiny_cache, age_run, tmp_path / "baseline", DECADES)
+    state = load_checkpoint(run)
+    assert state["kind"] == "baseline" and state["image_size"] == SIZE
+    cache = FaceCache(tiny_cache)
+    means = state["means"].numpy()
+    assert means.shape == (8, 3, SIZE, SIZE)
+    train = cache.indices("train")
+    youngest = train[cache.ages[train] < 10]
+    expect = np.asarray(cache.images[youngest]).astype(np.float64).mean(0).transpose(2, 0, 1) / 127.5 - 1
+    np.testing.assert_allclose(means[0], expect, atol=1e-5)  # group 0's mean face is the mean of its train faces
+    means_png = cv2.imread(str(run / "group_means.png"))
+    assert means_png.shape == (SIZE, 8 * SIZE, 3)
+    path = texport.export_run(run, tmp_path / "models")
+    model = AgingModel.load(tmp_path / "models", providers="cpu")
+    assert path.name == "aging.onnx" and model.image_size == SIZE and [list(g) for g in model.age_groups] == DECADES
+    x, t, r = _real_inputs(tiny_cache, 3, 8)
+    module, _ = texport.build_module(state)
+    with torch.no_grad():
+        ref, _ = module(x, t, r)
+    got = model.session.run({"image": x.numpy(), "target": t.numpy(), "regions": r.numpy()})
+    np.testing.assert_allclose(got["aged"], ref.numpy(), atol=1e-4)
+    # with every region at strength 0, the far corners of the crop (outside face and hair) stay as they were
+    zero = model.session.run({"image": x.numpy(), "target": t.numpy(), "regions": np.zeros_like(r.numpy())})
+    assert np.abs(zero["aged"] - x.numpy())[:, :, :4, :4].max() < 1e-3
+
+
+def test_evaluate_on_exported_models(models_dir, tiny_cache, tmp_path, capsys):
+    from training.evaluate import evaluate
+
+    result = evaluate(models_dir / "aging.onnx", tiny_cache, age_model=str(models_dir / "age.onnx"), limit=2,
+                      json_out=str(tmp_path / "eval.json"))
+    assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(result))
+    assert result["age"]["n"] == 4 and math.isfinite(result["age"]["mae"])  # the whole test split
+    ages = FaceCache(tiny_cache).ages[FaceCache(tiny_cache).indices("test")]
+    assert sum(v["n"] for v in result["age"]["per_decade"].values()) == len(ages)
+    g = result["aging"]
+    assert g["n"] == 2 and list(g["per_group"]) == AgingModel.load(models_dir, providers="cpu").group_labels
+    for v in g["per_group"].values():
+        assert 0 <= v["age_accuracy"] <= 1 and 0 <= v["verification_rate"] <= 1
+        assert v["mean_identity_distance"] >= 0
+    out = capsys.readouterr().out
+    assert "Aging model on 2 test faces" in out and "Age model: MAE" in out
