@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import __version__
 from core.errors import ExportError, FaceError, ModelError, PhotoError
 from core.regions import REGION_NAMES
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $AGELAPSE_MODELS_DIR or the bundled models)")
     p.add_argument("--providers", default="auto", choices=("auto", "gpu", "cpu"), help="where models run (default auto)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-vv: debug)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def face_options(sp, strengths=True):
