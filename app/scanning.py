@@ -1,0 +1,99 @@
+"""The album's background scan for faces: ``core.scan.scan_paths`` on the "scan" pool, with progress,
+per-photo results (for the badges) and cancel.
+
+The scan reports each photo as it is finished: ``photo_scanned(path, faces)`` with the face count, or -1
+for a photo that could not be read (its message goes to ``photo_failed``). Unchanged photos already in the
+catalog are skipped by the engine (``Catalog.needs_scan``) unless ``rescan`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from app.tasks import TaskRunner, face_finder
+
+log = logging.getLogger(__name__)
+
+
+class ScanController(QObject):
+    started = Signal(int)  # photos to scan
+    progress = Signal(int, int)  # done, total
+    photo_scanned = Signal(str, int)  # path, faces (-1 unreadable)
+    photo_failed = Signal(str, str)  # path, message
+    finished = Signal(object)  # core.scan.ScanReport (cancelled set when cancelled)
+
+    def __init__(self, runner: TaskRunner, catalog, mode_getter=lambda: "fast", parent: QObject | None = None):
+        super().__init__(parent)
+        self.runner = runner
+        self.catalog = catalog
+        self.mode_getter = mode_getter
+        self._task = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def start(self, paths: list[Path], rescan: bool = False) -> None:
+        """Scan ``paths`` (a running scan is cancelled first)."""
+        self.cancel()
+        paths = list(paths)
+        self.started.emit(len(paths))
+        task = self.runner.submit(
+            _scan, paths, self.catalog, self.mode_getter(), rescan, key="scan", pool="scan",
+            on_progress=self._on_progress, on_result=self._on_finished,
+            on_error=lambda exc: self._on_finished(None, exc),
+        )
+        self._task = task
+
+    def cancel(self) -> None:
+        """Stop the scan between two photos; what is done stays in the catalog."""
+        if self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            from core.scan import ScanReport
+
+            self.finished.emit(ScanReport(cancelled=True))
+
+    def _on_progress(self, done: int, total: int | None, payload) -> None:
+        for path, count, message in payload or ():
+            self.photo_scanned.emit(path, count)
+            if message:
+                self.photo_failed.emit(path, message)
+        self.progress.emit(done, total or 0)
+
+    def _on_finished(self, report, exc: Exception | None = None) -> None:
+        self._task = None
+        if exc is not None:
+            from core.scan import ScanReport
+
+            report = ScanReport(errors=[(Path("."), f"the scan stopped: {exc}")])
+        self.finished.emit(report)
+
+
+def _scan(paths: list[Path], catalog, mode: str, rescan: bool, ctx):
+    """Worker: scan, reporting each finished photo (read from the report as it grows)."""
+    from core.scan import ScanReport, scan_paths
+
+    report = ScanReport()
+    seen = {"faces": 0, "errors": 0, "skipped": 0}
+
+    def progress(done: int, total: int) -> None:
+        new = []
+        faces = list(report.faces.items())
+        for path, count in faces[seen["faces"]:]:
+            new.append((str(path), count, None))
+        for path, message in report.errors[seen["errors"]:]:
+            new.append((str(path), -1, message))
+        for path in report.skipped[seen["skipped"]:]:
+            rec = catalog.photo(path) if catalog is not None else None
+            if rec is not None:
+                new.append((str(path), -1 if rec.scan_state == "error" else rec.face_count, None))
+        seen.update(faces=len(faces), errors=len(report.errors), skipped=len(report.skipped))
+        ctx.progress(done, total, new)
+
+    scan_paths(paths, face_finder(mode, "scan"), catalog=catalog, progress=progress, cancel=ctx.cancelled,
+               rescan=rescan, detector=mode, report=report)
+    return report

@@ -1,0 +1,64 @@
+"""The entry point: command line, ``--screenshot`` (a real process, offscreen), and the direction of
+imports (the GUI never imports torch or the training package)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_app_support import app_env, photo_album  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(tmp_path, **extra) -> dict:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OMP_NUM_THREADS="1", **extra)
+    env.pop("DISPLAY", None)
+    env["HOME"] = str(tmp_path / "home")  # were anything to escape the temporary folders, it lands here
+    return env
+
+
+def test_help_and_bad_arguments():
+    from app.main import build_parser
+
+    p = build_parser()
+    args = p.parse_args(["--screenshot", "x.png", "--size", "1200x800", "album"])
+    assert args.size == (1200, 800) and args.folder == Path("album")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--size", "tiny"])
+
+
+def test_screenshot_renders_the_window_with_a_face_and_the_timeline(tmp_path, photo_album, contract_models_dir):
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "--screenshot", str(shot), "--album", str(photo_album),
+         "--models", str(contract_models_dir), "--size", "1280x800", "--timeout", "240"],
+        cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with Image.open(shot) as im:
+        assert im.size == (1280, 800)
+        small = np.asarray(im.convert("RGB").resize((320, 200))).reshape(-1, 3)
+    assert len(np.unique(small, axis=0)) > 2000  # a photo and thumbnails, not an empty window
+    ours = [p for p in home.rglob("*") if "agelapse" in str(p).lower()]
+    assert not ours, f"the screenshot wrote the person's settings, catalog or cache: {ours}"
+
+
+def test_the_gui_never_imports_torch_or_training():
+    code = ("import app.main, app.main_window, app.export_dialog, app.screenshot, sys; "
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'training'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for f in (ROOT / "app").glob("*.py"):
+        text = f.read_text()
+        assert "import torch" not in text and "from training" not in text and "import training" not in text, f
