@@ -23,6 +23,7 @@ CNN_DETECTOR = "mmod_human_face_detector.dat"
 FACE_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
 
 _lock = threading.Lock()
+LOCKS = {kind: threading.Lock() for kind in ("hog", "landmarks", "cnn", "descriptor")}
 
 
 def models_folder() -> Path:

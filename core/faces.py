@@ -73,7 +73,7 @@ def _rect(box):
 
 @dataclass
 class FaceFinder:
-    """Finds faces and their landmarks. Not thread-safe: use one per thread.
+    """Finds faces and their landmarks. Safe to share between threads (calls into dlib are serialised).
 
     mode: "fast" (HOG) or "accurate" (CNN). ``max_side``: the fast detector runs on a copy whose
     long side is at most this. ``upsample``: detector upsampling steps (finds smaller faces,
@@ -112,10 +112,12 @@ class FaceFinder:
         if upsample is None:
             upsample = 1 if max(small.shape[:2]) <= self.upsample_below else 0
         if self.mode == "fast":
-            dets, scores, _ = dlib_models.hog_detector().run(small, upsample, min(self.threshold, 0.0))
+            with dlib_models.LOCKS["hog"]:
+                dets, scores, _ = dlib_models.hog_detector().run(small, upsample, min(self.threshold, 0.0))
             pairs = [(d, s) for d, s in zip(dets, scores) if s >= self.threshold]
         else:
-            pairs = [(d.rect, d.confidence) for d in dlib_models.cnn_detector()(small, upsample)]
+            with dlib_models.LOCKS["cnn"]:
+                pairs = [(d.rect, d.confidence) for d in dlib_models.cnn_detector()(small, upsample)]
         for rect, score in pairs:
             box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float32) / scale
             box = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1]).astype(np.float32)
@@ -126,7 +128,8 @@ class FaceFinder:
 
     def landmarks(self, rgb: np.ndarray, box) -> np.ndarray:
         """68 landmarks (float32 (68, 2)) for the face in ``box`` (photo pixels)."""
-        shape = self._predictor()(np.ascontiguousarray(rgb), _rect(box))
+        with dlib_models.LOCKS["landmarks"]:
+            shape = self._predictor()(np.ascontiguousarray(rgb), _rect(box))
         if shape.num_parts != 68:
             raise FaceError(f"landmark model returned {shape.num_parts} points, expected 68")
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
