@@ -470,3 +470,20 @@ def test_evaluate_on_exported_models(models_dir, tiny_cache, tmp_path, capsys):
         assert v["mean_identity_distance"] >= 0
     out = capsys.readouterr().out
     assert "Aging model on 2 test faces" in out and "Age model: MAE" in out
+
+
+def test_export_can_take_the_last_weights_instead_of_the_average(age_run, tmp_path):
+    import onnxruntime as ort
+
+    from training.export import export_run
+
+    ema = export_run(age_run, tmp_path / "ema")
+    last = export_run(age_run, tmp_path / "last", weights="model")
+    meta = ort.InferenceSession(str(last)).get_modelmeta().custom_metadata_map
+    assert meta["weights"] == "model"
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, int(meta["image_size"]), int(meta["image_size"]))).astype(np.float32)
+    a = ort.InferenceSession(str(ema)).run(None, {"image": x})[0]
+    b = ort.InferenceSession(str(last)).run(None, {"image": x})[0]
+    assert not np.allclose(a, b)  # a different set of weights went into the file
+    with pytest.raises(ValueError):
+        export_run(age_run, tmp_path / "bad", weights="best")

@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", help="run folder (age or aging)")
     p.add_argument("--out", required=True, help="models folder, e.g. resources/models")
     p.add_argument("--metrics", default=None, help="evaluation JSON to embed")
+    p.add_argument("--weights", default="ema", choices=("ema", "model"), help="moving-average (default) or last weights")
     p = sub.add_parser("evaluate", help="the evaluation protocol on the held-out test split")
     p.add_argument("target", help="run folder or .onnx model")
     p.add_argument("--cache", required=True, help="preprocessed cache of the dataset")
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             from .export import export_run
 
             metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
-            path = export_run(Path(args.run), Path(args.out), metrics=metrics)
+            path = export_run(Path(args.run), Path(args.out), metrics=metrics, weights=args.weights)
             print(path)
             return 0
         if args.cmd == "evaluate":

@@ -44,15 +44,18 @@ def load_run(run: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def build_module(state: dict) -> tuple[torch.nn.Module, dict]:
-    """The exportable module of a checkpoint and the metadata that describes it."""
+def build_module(state: dict, weights: str = "ema") -> tuple[torch.nn.Module, dict]:
+    """The exportable module of a checkpoint and the metadata that describes it.
+    ``weights``: "ema" (the moving average, default) or "model" (the last trained weights)."""
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights must be 'ema' or 'model', not {weights!r}")
     kind = state.get("kind")
     if kind not in ("age", "aging", "baseline"):
         raise ValueError(f"unknown checkpoint kind {kind!r} (expected age, aging or baseline)")
     cfg = state["config"]
     if kind == "age":
         net = AgeNet(cfg["width"], cfg["max_age"])
-        net.load_state_dict(state["ema"])
+        net.load_state_dict(state["ema"] if weights == "ema" else state["model"])
         meta = {"format": "agelapse-age/1", "image_size": cfg["input_size"]}
         return AgeExport(net).eval(), meta
     if kind in ("aging", "baseline"):
@@ -66,7 +69,7 @@ def build_module(state: dict) -> tuple[torch.nn.Module, dict]:
                                  "estimate the source age: resume it with --set age_model=AGE_RUN, then export")
             acfg = resolve(AgingConfig, None, None, **cfg)
             gen = build_generator(acfg, int(state["image_size"]))
-            gen.load_state_dict(state["ema"])
+            gen.load_state_dict(state["ema"] if weights == "ema" else state["gen"])
             ac = state["age_config"]
             age_net = AgeNet(ac["width"], ac["max_age"])
             age_net.load_state_dict(state["age_net"])
@@ -88,13 +91,13 @@ def example_inputs(kind_format: str, size: int, groups: int, batch: int = 2, see
     return image, target, regions
 
 
-def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str | None = None) -> Path:
+def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str | None = None, weights: str = "ema") -> Path:
     import onnx
 
     from core.models import Manifest
 
     state = load_run(run)
-    module, meta = build_module(state)
+    module, meta = build_module(state, weights)
     fmt = meta["format"]
     size = int(meta["image_size"])
     groups = len(meta.get("age_groups", [])) or 1
@@ -123,6 +126,7 @@ def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str 
         "metrics": json.dumps(metrics or {}),
         "created": _created(),
         "training_steps": str(state.get("step", 0)),
+        "weights": weights,
         "producer": "agelapse training",
     }
     del model.metadata_props[:]
