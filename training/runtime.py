@@ -147,9 +147,15 @@ class RunLog:
             self.tb.close()
 
 
-def prepare_run(out: Path, cfg, resume: bool) -> Path:
-    """The run folder: ``out`` itself when resuming or when it holds no other run, with config.json."""
+def prepare_run(out: Path, cfg, resume: bool, rt: Runtime | None = None) -> Path:
+    """The run folder: ``out`` itself when resuming or when it holds no other run, with config.json.
+    Under torchrun only rank 0 creates it; the others wait for it."""
     run = Path(out)
+    if rt is not None and rt.world > 1:
+        if rt.main:
+            prepare_run(out, cfg, resume)
+        torch.distributed.barrier()
+        return run
     if (run / "config.json").is_file() and not resume:
         raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
     run.mkdir(parents=True, exist_ok=True)

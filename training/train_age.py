@@ -68,7 +68,7 @@ def train(cfg: AgeConfig, cache_dir: Path, out: Path, resume: bool = False, stop
     of this call (tests use it to simulate a killed run)."""
     rt = setup(cfg)
     cache = FaceCache(cache_dir)
-    run = prepare_run(out, cfg, resume)
+    run = prepare_run(out, cfg, resume, rt)
     torch.manual_seed(cfg.seed)
     net = AgeNet(cfg.width, cfg.max_age).to(rt.device)
     ema = EMA(net, cfg.ema)

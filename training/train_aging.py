@@ -138,7 +138,7 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
     rt = setup(cfg)
     dev = rt.device
     cache = FaceCache(cache_dir)
-    run = prepare_run(out, cfg, resume)
+    run = prepare_run(out, cfg, resume, rt)
     groups = cfg.age_groups
     k = len(groups)
     torch.manual_seed(cfg.seed)
@@ -219,7 +219,9 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
         # generator step
         critic.requires_grad_(False)
         with torch.autocast(**amp):
-            adv = -critic(fake, t).float().mean()
+            # the unwrapped critic: its weights are frozen here, so DistributedDataParallel must not
+            # expect their gradients in this backward
+            adv = -unwrap(critic)(fake, t).float().mean()
         fake, attention = fake.float(), attention.float()
         # the refinement: what the generator adds beyond the mean-face prior (its regularisers
         # keep it close to the prior unless the critic and the age model ask for more)
