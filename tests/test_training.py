@@ -487,3 +487,24 @@ def test_export_can_take_the_last_weights_instead_of_the_average(age_run, tmp_pa
     assert not np.allclose(a, b)  # a different set of weights went into the file
     with pytest.raises(ValueError):
         export_run(age_run, tmp_path / "bad", weights="best")
+
+
+def test_torchrun_with_two_processes_trains_both_models(tiny_cache, age_run, tmp_path):
+    """The same command under torchrun (DistributedDataParallel, gloo on the CPU)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    tiny_age = ["--set", "width=8", "--set", "input_size=32", "--set", "batch=4", "--set", "steps=2", "--set", "workers=0", "--set", "log_every=1"]
+    tiny_aging = ["--set", "g_width=8", "--set", "l_width=8", "--set", "d_width=8", "--set", "global_size=32",
+                  "--set", "batch=2", "--set", "n_critic=1", "--set", "steps=2", "--set", "log_every=1", "--set", f"age_model={age_run}"]
+    for kind, extra in (("age", tiny_age), ("aging", tiny_aging)):
+        out = tmp_path / kind
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "training", kind,
+               "--cache", str(tiny_cache), "--out", str(out), *extra]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (out / "checkpoint.pt").is_file()
+        rows = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+        assert rows and rows[-1]["step"] == 2  # only rank 0 writes the log
