@@ -51,20 +51,32 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
+def _by_name(folder: Path, pattern: re.Pattern, expected: str, make, stem: bool = True) -> tuple[list[Sample], list[str]]:
+    """Samples from the file names in ``folder`` that ``pattern`` matches and ``make`` accepts."""
+    samples, problems = [], []
+    for p in _images(folder):
+        m = pattern.match(p.stem if stem else p.name)
+        sample = make(p, m) if m else None
+        if sample is None:
+            problems.append(f"{p.name}: name does not follow {expected}")
+        else:
+            samples.append(sample)
+    return samples, problems
+
+
 _UTK = re.compile(r"^(\d{1,3})_([01])_(?:([0-4])_)?\d+")
+
+
+def _utk_sample(p: Path, m: re.Match) -> Sample | None:
+    age = int(m.group(1))
+    if not 0 < age <= MAX_AGE:
+        return None
+    return Sample(p, age, None, int(m.group(2)), int(m.group(3)) if m.group(3) is not None else None)
 
 
 def load_utkface(folder: Path) -> tuple[list[Sample], list[str]]:
     """UTKFace: AGE_GENDER_RACE_TIMESTAMP.jpg[.chip.jpg]; the race field may be missing."""
-    samples, problems = [], []
-    for p in _images(folder):
-        m = _UTK.match(p.name)
-        if not m or not (0 < int(m.group(1)) <= MAX_AGE):
-            problems.append(f"{p.name}: name does not follow AGE_GENDER_RACE_TIMESTAMP")
-            continue
-        race = int(m.group(3)) if m.group(3) is not None else None
-        samples.append(Sample(p, int(m.group(1)), None, int(m.group(2)), race))
-    return samples, problems
+    return _by_name(folder, _UTK, "AGE_GENDER_RACE_TIMESTAMP", _utk_sample, stem=False)
 
 
 _FGNET = re.compile(r"^(\d{3})A(\d{2})[a-z]?$", re.IGNORECASE)
@@ -72,14 +84,7 @@ _FGNET = re.compile(r"^(\d{3})A(\d{2})[a-z]?$", re.IGNORECASE)
 
 def load_fgnet(folder: Path) -> tuple[list[Sample], list[str]]:
     """FG-NET: 001A02.JPG (person 001 at age 2), variants like 001A43a.JPG."""
-    samples, problems = [], []
-    for p in _images(folder):
-        m = _FGNET.match(p.stem)
-        if not m:
-            problems.append(f"{p.name}: name does not follow PPPAaa")
-            continue
-        samples.append(Sample(p, int(m.group(2)), m.group(1)))
-    return samples, problems
+    return _by_name(folder, _FGNET, "PPPAaa", lambda p, m: Sample(p, int(m.group(2)), m.group(1)))
 
 
 _CACD = re.compile(r"^(\d{1,3})_(.+)_(\d{4})$")
@@ -87,14 +92,7 @@ _CACD = re.compile(r"^(\d{1,3})_(.+)_(\d{4})$")
 
 def load_cacd(folder: Path) -> tuple[list[Sample], list[str]]:
     """CACD2000: AGE_First_Last_NNNN.jpg."""
-    samples, problems = [], []
-    for p in _images(folder):
-        m = _CACD.match(p.stem)
-        if not m:
-            problems.append(f"{p.name}: name does not follow AGE_Name_NNNN")
-            continue
-        samples.append(Sample(p, int(m.group(1)), m.group(2)))
-    return samples, problems
+    return _by_name(folder, _CACD, "AGE_Name_NNNN", lambda p, m: Sample(p, int(m.group(1)), m.group(2)))
 
 
 _MORPH = re.compile(r"^(\d+)_(\d+)([MF])(\d{2})$", re.IGNORECASE)
@@ -102,14 +100,8 @@ _MORPH = re.compile(r"^(\d+)_(\d+)([MF])(\d{2})$", re.IGNORECASE)
 
 def load_morph(folder: Path) -> tuple[list[Sample], list[str]]:
     """MORPH album 2: ID_NNGAA.JPG, e.g. 000123_00M28.JPG (person 000123, male, 28)."""
-    samples, problems = [], []
-    for p in _images(folder):
-        m = _MORPH.match(p.stem)
-        if not m:
-            problems.append(f"{p.name}: name does not follow ID_NNGAA")
-            continue
-        samples.append(Sample(p, int(m.group(4)), m.group(1), 0 if m.group(3).upper() == "M" else 1))
-    return samples, problems
+    return _by_name(folder, _MORPH, "ID_NNGAA",
+                    lambda p, m: Sample(p, int(m.group(4)), m.group(1), 0 if m.group(3).upper() == "M" else 1))
 
 
 def load_csv(csv_path: Path) -> tuple[list[Sample], list[str]]:
