@@ -2,7 +2,8 @@
 
 - ``test_grid.jpg``: held-out test faces (the fixed test split), the input then every age group;
 - ``album_<name>.jpg``: real photos with the largest face aged in place at full resolution
-  (input, then a few groups), through core's pipeline exactly as the app does it.
+  (the original, then every group; each cell is a crop around the face of the full-resolution
+  result), through core's pipeline exactly as the app does it.
 Everything runs on the exported ONNX files through core, not on PyTorch.
 """
 
@@ -41,7 +42,7 @@ def test_grid(aging: AgingModel, cache: FaceCache, rows: int = 8) -> np.ndarray:
     return make_strip(cells, labels, columns=k + 1)
 
 
-def album_strip(pipeline: AgingPipeline, path: Path, groups: list[int], max_side: int = 900) -> np.ndarray | None:
+def album_strip(pipeline: AgingPipeline, path: Path, groups: list[int], max_side: int = 600, columns: int = 3) -> np.ndarray | None:
     photo = load_photo(path)
     faces = FaceFinder("fast").detect(photo.rgb)
     if not faces:
@@ -60,7 +61,7 @@ def album_strip(pipeline: AgingPipeline, path: Path, groups: list[int], max_side
     scale = min(1.0, max_side / max(crops[0].shape[:2]))
     crops = [cv2.resize(c, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for c in crops]
     labels = ["original"] + [pipeline.labels[g] for g in groups]
-    return make_strip(crops, labels)
+    return make_strip(crops, labels, columns=columns)
 
 
 def write_showcase(models: Path, cache_dir: Path, photos: list[Path], out: Path) -> list[Path]:
@@ -76,7 +77,7 @@ def write_showcase(models: Path, cache_dir: Path, photos: list[Path], out: Path)
     pipe = AgingPipeline(aging, age)
     k = aging.num_groups
     for photo in photos:
-        strip = album_strip(pipe, photo, [0, 2, 4, 6, k - 1])
+        strip = album_strip(pipe, photo, list(range(k)))
         if strip is not None:
             p = out / f"album_{photo.stem}.jpg"
             cv2.imwrite(str(p), strip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 88])
