@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=AgingConfig.size, help="cache (= aging model) size")
     ap.add_argument("--batch", type=int, default=16, help="aging batch (AgingConfig inherits batch 32; the runs use 16)")
     ap.add_argument("--n-critic", type=int, default=AgingConfig.n_critic)
+    ap.add_argument("--gp-every", type=int, default=AgingConfig.gp_every, help="lazy gradient penalty (AgingConfig.gp_every)")
     ap.add_argument("--large", action="store_true", help="AgingConfig.large (the GPU-sized generator and critic)")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args(argv)
@@ -226,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                                 f"width {age_cfg.width})", probe, args.warmup, age_cfg.batch, ("AgeNet",),
                                 "backward, optimiser, EMA, batch loading and augmentation")
 
-        aging_cfg = AgingConfig(steps=args.aging_steps + args.warmup, batch=args.batch, n_critic=args.n_critic,
+        aging_cfg = AgingConfig(steps=args.aging_steps + args.warmup, batch=args.batch, n_critic=args.n_critic, gp_every=args.gp_every,
                                 large=args.large, age_model=str(tmp / "age"), **common)
         with Probe(device) as probe:
             train_aging.train(aging_cfg, cache, tmp / "aging")
-        results["aging"] = report(f"aging step ({args.size} px, batch {args.batch}, n_critic {args.n_critic}, global "
+        results["aging"] = report(f"aging step ({args.size} px, batch {args.batch}, n_critic {args.n_critic}, gp every {args.gp_every}, global "
                                   f"{aging_cfg.global_size} px, g/l/d width {aging_cfg.g_width}/{aging_cfg.l_width}/"
                                   f"{aging_cfg.d_width}{', large' if args.large else ''})",
                                   probe, args.warmup, args.batch, ("Generator", "Critic", "AgeNet"),

@@ -59,6 +59,7 @@ class AgingConfig(CommonConfig):
     batch: int = 16
     n_critic: int = 2
     gp_weight: float = 10.0
+    gp_every: int = 1  # lazy gradient penalty: every n-th critic step (the penalty is most of a step's cost here)
     w_adv: float = 1.0
     w_age: float = 2.0  # frozen age model's cross-entropy on the target group
     w_att_tv: float = 1e-4 * 128 * 128 / 100
