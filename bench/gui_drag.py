@@ -26,27 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-PORTRAIT = ROOT.parent / "shared" / "data" / "album" / "face_recognition" / "obama.jpg"
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-
-def twelve_megapixels(photo: str | None):
-    import cv2
-    import numpy as np
-
-    if photo or PORTRAIT.is_file():
-        path = Path(photo) if photo else PORTRAIT
-        rgb, name = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), str(path)
-    else:
-        from skimage import data
-
-        rgb, name = data.astronaut(), "skimage astronaut"
-    h, w = rgb.shape[:2]
-    scale = min(4000 / w, 3000 / h)
-    rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
-    px, py = 4000 - rgb.shape[1], 3000 - rgb.shape[0]
-    rgb = cv2.copyMakeBorder(rgb, py // 2, py - py // 2, px // 2, px - px // 2, cv2.BORDER_REFLECT)
-    return np.ascontiguousarray(rgb), name
+from timeline import twelve_megapixels  # noqa: E402  (the same 12 MP test photo as bench/timeline.py)
 
 
 class Heartbeat:

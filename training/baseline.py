@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.regions import face_mask
-from .nets import AgeNet, group_probs
+from .nets import AgeNet, group_probs, strength_gate
 from .preprocess import FaceCache
 from .runtime import save_checkpoint
 
@@ -40,7 +40,7 @@ class MeanFaceAger(nn.Module):
         small = F.interpolate(image, size=(self.age_size, self.age_size), mode="bilinear", align_corners=False, antialias=True)
         p = group_probs(torch.softmax(self.age_net(small), 1), self.groups)
         delta = torch.einsum("nk,kchw->nchw", target - p, self.means)
-        gate = ((1 - self.cover) * self.head + regions.sum(1, keepdim=True)).clamp(0.0, 1.5)
+        gate = strength_gate(self.cover, self.head, regions)
         aged = (image + gate * delta).clamp(-1, 1)
         return aged, (1 - gate).clamp(0, 1).expand(-1, 1, -1, -1)
 

@@ -53,8 +53,9 @@ def estimate_ages(model: AgeModel, images: np.ndarray, batch: int = 128) -> np.n
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def evaluate_age(model: AgeModel, cache: FaceCache, idx: np.ndarray) -> dict:
-    pred = estimate_ages(model, np.asarray(cache.images[idx]))
+def evaluate_age(model: AgeModel, cache: FaceCache, idx: np.ndarray, pred: np.ndarray | None = None) -> dict:
+    """MAE overall and per decade; ``pred``: the model's estimates for ``idx`` if already made."""
+    pred = estimate_ages(model, np.asarray(cache.images[idx])) if pred is None else pred
     true = cache.ages[idx]
     err = np.abs(pred - true)
     per = {}
@@ -84,7 +85,8 @@ class Identity:
         return np.array(self.model.compute_face_descriptor(np.ascontiguousarray(rgb), shape))
 
 
-def evaluate_aging(aging: AgingModel, age: AgeModel, cache: FaceCache, idx: np.ndarray) -> dict:
+def evaluate_aging(aging: AgingModel, age: AgeModel, cache: FaceCache, idx: np.ndarray, real_est: np.ndarray) -> dict:
+    """``real_est``: the age model's estimates for every face of the test split (the reference)."""
     from .train_aging import group_index
 
     groups = [list(g) for g in aging.age_groups]
@@ -108,7 +110,6 @@ def evaluate_aging(aging: AgingModel, age: AgeModel, cache: FaceCache, idx: np.n
         dist[n] = [np.linalg.norm(ident.descriptor(a, lm) - ref) for a in aged]
         if (n + 1) % 50 == 0:
             log.info("aged %d / %d test faces", n + 1, len(idx))
-    real_est = estimate_ages(age, np.asarray(cache.images[cache.indices("test")]))
     real_groups = np.array([group_index(int(a), groups) for a in cache.ages[cache.indices("test")]])
     per = {}
     for t in range(k):
@@ -169,8 +170,10 @@ def evaluate(target: Path, cache_dir: Path, age_model: str | None = None, limit:
                 raise ValueError("judging an aging model needs --age-model (an age.onnx or an age run)")
             age_path = _as_onnx(Path(age_model), Path(tmp) / "age")
             age = AgeModel.load(age_path, verify=False)
-            result["age"] = evaluate_age(age, cache, cache.indices("test"))
-            result["aging"] = evaluate_aging(AgingModel.load(path, verify=False), age, cache, test)
+            all_test = cache.indices("test")
+            real_est = estimate_ages(age, np.asarray(cache.images[all_test]))  # once, for both tables
+            result["age"] = evaluate_age(age, cache, all_test, real_est)
+            result["aging"] = evaluate_aging(AgingModel.load(path, verify=False), age, cache, test, real_est)
     print(format_table(result))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2))

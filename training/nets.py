@@ -93,6 +93,13 @@ def group_probs(age_probs: torch.Tensor, groups: list) -> torch.Tensor:
     return torch.stack(cols, 1)
 
 
+def strength_gate(cover: torch.Tensor, head: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """How much of the change applies at each pixel: the person's strength inside the five regions
+    (``regions`` = masks x strengths), full strength in the head area outside them (hair), none
+    elsewhere. ``cover``: the regions' union on the template face; ``head``: a dilated head area."""
+    return ((1 - cover) * head + regions.sum(1, keepdim=True)).clamp(0.0, 1.5)
+
+
 class Up(nn.Module):
     """Upsample then convolve (no checkerboard from transposed convolutions)."""
 
@@ -145,7 +152,7 @@ class Generator(nn.Module):
             nn.init.zeros_(head_conv.bias)
 
     def gate(self, regions):
-        return ((1 - self.cover) * self.head + regions.sum(1, keepdim=True)).clamp(0.0, 1.5)
+        return strength_gate(self.cover, self.head, regions)
 
     def prior(self, target, source):
         return torch.einsum("nk,kchw->nchw", target - source, self.means)
