@@ -1,6 +1,7 @@
 """The training package end to end on a tiny dataset made from a real portrait (no ../shared):
 preprocessing through core, a few steps of both models, exact kill-and-resume, ONNX export
-that the engine's contract checks accept, the mean-face baseline and the evaluation protocol.
+that the engine's contract checks accept, the mean-face baseline, the prototype model and the
+evaluation protocol.
 
 Everything is tiny (64 px cache, 8-channel networks, 4 steps) and runs on the CPU.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+F = torch.nn.functional
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 
@@ -454,6 +456,86 @@ def test_baseline_builds_and_exports(tiny_cache, age_run, tmp_path):
     assert np.abs(zero["aged"] - x.numpy())[:, :, :4, :4].max() < 1e-3
 
 
+def test_prototype_model_builds_and_exports(tiny_cache, age_run, tmp_path):
+    from training.prototype import build
+
+    run = build(tiny_cache, age_run, tmp_path / "prototype", DECADES)
+    state = load_checkpoint(run)
+    assert state["kind"] == "prototype" and state["image_size"] == SIZE
+    protos = state["protos"]
+    assert protos["textures"].shape == (8, 3, SIZE, SIZE) and protos["flows"].shape == (8, 2, SIZE, SIZE)
+    assert protos["log_energy"].shape == (8, 3, SIZE, SIZE) and torch.isfinite(protos["log_energy"]).all()
+    assert cv2.imread(str(run / "prototypes.png")).shape == (2 * SIZE, 8 * SIZE, 3)
+    texport.export_run(run, tmp_path / "models")
+    model = AgingModel.load(tmp_path / "models", providers="cpu")
+    x, t, r = _real_inputs(tiny_cache, 3, 8)
+    module, _ = texport.build_module(state)
+    feed = {"image": x.numpy(), "target": t.numpy(), "regions": r.numpy()}
+    with torch.no_grad():
+        ref, _ = module(x, t, r)
+        source = module.source(x)
+        same, keep = module(x, source, r)  # target = the face's own age: nothing to change
+    np.testing.assert_allclose(model.session.run(feed)["aged"], ref.numpy(), atol=1e-4)
+    np.testing.assert_allclose(same.numpy(), x.numpy(), atol=1e-5)
+    assert keep.min() > 0.999
+    zero = model.session.run({**feed, "regions": np.zeros_like(feed["regions"])})
+    assert np.abs(zero["aged"] - x.numpy())[:, :, :4, :4].max() < 1e-3
+
+
+def test_mesh_warps_a_face_onto_the_mean_shape(tiny_cache):
+    from training.prototype import Mesh
+
+    mean = FaceCache(tiny_cache).template.at_size(SIZE).astype(np.float64)
+    mesh = Mesh(mean, SIZE)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    ramp = np.stack([xx * 3, yy * 3, np.zeros_like(xx)], -1)  # a pixel's value says where it came from
+    shift = np.array([2.0, -1.5])
+    warped = mesh.to_mean(ramp, mean + shift)  # this face sits 2 px right of and 1.5 px above the mean shape
+    inner = np.arange(17, 68)  # brows, nose, eyes, mouth: surrounded by landmarks, away from the frame
+    px = np.round(mean[inner]).astype(int)
+    got = warped[px[:, 1], px[:, 0], :2] / 3
+    np.testing.assert_allclose(got, px + shift, atol=0.05)
+    np.testing.assert_allclose(mesh.to_mean(ramp, mean)[..., :2], ramp[..., :2], atol=1e-3)  # the mean shape: unchanged
+
+
+def test_prototype_transform_follows_its_prototypes():
+    from training.prototype import LUMA, PrototypeAger
+
+    s, k = 32, 8
+    protos = {"textures": torch.zeros(k, 3, s, s), "log_energy": torch.zeros(k, 3, s, s), "flows": torch.zeros(k, 2, s, s)}
+    warm = torch.tensor([0.3, 0.1, -0.1])
+    protos["textures"][7] = warm[:, None, None]  # the oldest group: warmer, twice the fine detail, features 2 px right
+    protos["log_energy"][7] = math.log(2.0)
+    protos["flows"][7, 0] = 2.0
+    ones = torch.ones(s, s)
+
+    def ager(gains, source):
+        m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=gains, colour_sigma=0.0, detail_limit=1.0,
+                          group_scale=(1.0,) * 8)
+        m.source = lambda image: torch.eye(k)[[source] * len(image)]
+        return m.eval()
+
+    regions = torch.zeros(1, 5, s, s)
+    regions[:, 1] = 1.0  # gate 1 everywhere
+    young, old = torch.eye(k)[[0]], torch.eye(k)[[7]]
+    g = torch.Generator().manual_seed(0)
+    noise = (torch.rand(1, 1, s, s, generator=g) * 0.4 - 0.2).expand(-1, 3, -1, -1)
+    with torch.no_grad():
+        aged, _ = ager((1, 0, 0), 0)(noise, old, regions)  # a black-and-white photo: the change's grey part only
+        np.testing.assert_allclose((aged - noise).numpy(), float(warm @ torch.tensor(LUMA)), atol=1e-5)
+        colourful = noise * torch.tensor([1.0, 0.3, 0.2])[:, None, None] + torch.tensor([0.2, -0.3, -0.5])[:, None, None]
+        aged, _ = ager((1, 0, 0), 0)(colourful, old, regions)  # a colour photo: the whole change, chroma included
+        np.testing.assert_allclose((aged - colourful).mean((0, 2, 3)).numpy(), warm.numpy(), atol=1e-5)
+        fine = lambda img: (img - F.avg_pool2d(F.pad(img, (1, 1, 1, 1), mode="reflect"), 3, 1)).std().item()
+        older, _ = ager((0, 1, 0), 0)(noise, old, regions)
+        younger, _ = ager((0, 1, 0), 7)(noise, young, regions)
+        assert fine(older) > 1.4 * fine(noise) and fine(younger) < 0.75 * fine(noise)
+        ys, xs = torch.meshgrid(torch.arange(s).float(), torch.arange(s).float(), indexing="ij")
+        ramp = (xs / (s - 1) * 2 - 1)[None, None].expand(1, 3, -1, -1)
+        moved, _ = ager((0, 0, 1), 0)(ramp, old, regions)
+    np.testing.assert_allclose(moved[0, 0, :, 4:].numpy(), ramp[0, 0, :, 2:-2].numpy(), atol=1e-5)  # 2 px right
+
+
 def test_evaluate_on_exported_models(models_dir, tiny_cache, tmp_path, capsys):
     from training.evaluate import evaluate
 
@@ -470,6 +552,17 @@ def test_evaluate_on_exported_models(models_dir, tiny_cache, tmp_path, capsys):
         assert v["mean_identity_distance"] >= 0
     out = capsys.readouterr().out
     assert "Aging model on 2 test faces" in out and "Age model: MAE" in out
+
+
+def test_evaluate_can_choose_on_the_validation_split(models_dir, tiny_cache):
+    from training.evaluate import evaluate
+
+    cache = FaceCache(tiny_cache)
+    result = evaluate(models_dir / "aging.onnx", tiny_cache, age_model=str(models_dir / "age.onnx"), limit=1, split="val")
+    assert result["split"] == "val" and result["aging"]["split"] == "val"
+    assert result["age"]["n"] == len(cache.indices("val")) and result["aging"]["n"] == 1
+    with pytest.raises(ValueError, match="split"):
+        evaluate(models_dir / "aging.onnx", tiny_cache, age_model=str(models_dir / "age.onnx"), split="train")
 
 
 def test_export_can_take_the_last_weights_instead_of_the_average(age_run, tmp_path):

@@ -1,4 +1,4 @@
-"""python -m training {preprocess, age, aging, export, evaluate} — see README.md."""
+"""python -m training {preprocess, age, aging, baseline, prototype, export, evaluate, showcase} — see README.md."""
 
 from __future__ import annotations
 
@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", required=True, help="preprocessed cache")
     p.add_argument("--age-model", required=True, help="age-model run folder")
     p.add_argument("--out", required=True, help="run folder for the baseline")
+    p = sub.add_parser("prototype", help="learn the prototype aging model (shape, colour and texture per age group)")
+    p.add_argument("--cache", required=True, help="preprocessed cache")
+    p.add_argument("--age-model", required=True, help="age-model run folder")
+    p.add_argument("--out", required=True, help="run folder for the model")
+    p.add_argument("--gains", default=None, help="colour,detail,shape multipliers (default: training/prototype.py SETTINGS)")
     p = sub.add_parser("showcase", help="pictures of a shipped model for docs/")
     p.add_argument("--models", required=True, help="models folder (aging.onnx, age.onnx, manifest.json)")
     p.add_argument("--cache", required=True, help="preprocessed cache (its test split)")
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--age-model", default=None, help="age.onnx used to judge an aging model")
     p.add_argument("--limit", type=int, default=0, help="use at most this many test faces (0: all)")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="test (the reported figures, default) or val (for choosing settings)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -124,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
 
             build(Path(args.cache), Path(args.age_model), Path(args.out), DECADES)
             return 0
+        if args.cmd == "prototype":
+            from .config import DECADES
+            from .prototype import build as build_prototype
+
+            extra = {"gains": tuple(float(v) for v in args.gains.split(","))} if args.gains else {}
+            build_prototype(Path(args.cache), Path(args.age_model), Path(args.out), DECADES, **extra)
+            return 0
         if args.cmd == "showcase":
             from .showcase import write_showcase
 
@@ -140,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "evaluate":
             from .evaluate import evaluate
 
-            evaluate(Path(args.target), Path(args.cache), age_model=args.age_model, limit=args.limit, json_out=args.json)
+            evaluate(Path(args.target), Path(args.cache), age_model=args.age_model, limit=args.limit, json_out=args.json,
+                     split=args.split)
             return 0
     except (DatasetError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

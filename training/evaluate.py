@@ -85,8 +85,9 @@ class Identity:
         return np.array(self.model.compute_face_descriptor(np.ascontiguousarray(rgb), shape))
 
 
-def evaluate_aging(aging: AgingModel, age: AgeModel, cache: FaceCache, idx: np.ndarray, real_est: np.ndarray) -> dict:
-    """``real_est``: the age model's estimates for every face of the test split (the reference)."""
+def evaluate_aging(aging: AgingModel, age: AgeModel, cache: FaceCache, idx: np.ndarray, real_est: np.ndarray,
+                   split: str = "test") -> dict:
+    """``real_est``: the age model's estimates for every face of ``split`` (the reference)."""
     from .train_aging import group_index
 
     groups = [list(g) for g in aging.age_groups]
@@ -109,8 +110,8 @@ def evaluate_aging(aging: AgingModel, age: AgeModel, cache: FaceCache, idx: np.n
         ref = ident.descriptor(x, lm)
         dist[n] = [np.linalg.norm(ident.descriptor(a, lm) - ref) for a in aged]
         if (n + 1) % 50 == 0:
-            log.info("aged %d / %d test faces", n + 1, len(idx))
-    real_groups = np.array([group_index(int(a), groups) for a in cache.ages[cache.indices("test")]])
+            log.info("aged %d / %d %s faces", n + 1, len(idx), split)
+    real_groups = np.array([group_index(int(a), groups) for a in cache.ages[cache.indices(split)]])
     per = {}
     for t in range(k):
         lo, hi = groups[t]
@@ -126,7 +127,7 @@ def evaluate_aging(aging: AgingModel, age: AgeModel, cache: FaceCache, idx: np.n
             "mean_identity_distance": round(float(dist[:, t].mean()), 4),
         }
     means = [per[l]["mean_estimated_age"] for l in labels]
-    return {"n": int(len(idx)), "per_group": per, "monotonic": bool(np.all(np.diff(means) > 0)),
+    return {"n": int(len(idx)), "split": split, "per_group": per, "monotonic": bool(np.all(np.diff(means) > 0)),
             "verification_rate": round(float((dist < VERIFY_THRESHOLD).mean()), 4),
             "age_accuracy": round(float(np.mean([per[l]["age_accuracy"] for l in labels])), 4)}
 
@@ -135,13 +136,13 @@ def format_table(result: dict) -> str:
     lines = []
     if "age" in result:
         a = result["age"]
-        lines.append(f"Age model: MAE {a['mae']:.2f} years on {a['n']} test faces")
+        lines.append(f"Age model: MAE {a['mae']:.2f} years on {a['n']} {result.get('split', 'test')} faces")
         lines.append("  decade    MAE     n")
         for dec, v in a["per_decade"].items():
             lines.append(f"  {dec:<8}{v['mae']:>6.2f}{v['n']:>6}")
     if "aging" in result:
         g = result["aging"]
-        lines.append(f"Aging model on {g['n']} test faces (age estimates by the project's age model)")
+        lines.append(f"Aging model on {g['n']} {result.get('split', 'test')} faces (age estimates by the project's age model)")
         lines.append("  target   est.age  real est.age  age acc.  verif.  verif.(<=2 groups)  id dist")
         for label, v in g["per_group"].items():
             real = "-" if v["real_mean_estimated_age"] is None else f"{v['real_mean_estimated_age']:.1f}"
@@ -152,9 +153,14 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate(target: Path, cache_dir: Path, age_model: str | None = None, limit: int = 0, json_out: str | None = None) -> dict:
+def evaluate(target: Path, cache_dir: Path, age_model: str | None = None, limit: int = 0, json_out: str | None = None,
+             split: str = "test") -> dict:
+    """The protocol on ``split``: "test" for the figures that are reported, "val" for choosing
+    settings (so that no choice is made on the test faces)."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', not {split!r}")
     cache = FaceCache(cache_dir)
-    test = cache.indices("test")
+    test = cache.indices(split)
     if limit:
         test = test[np.linspace(0, len(test) - 1, min(limit, len(test))).astype(int)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +168,7 @@ def evaluate(target: Path, cache_dir: Path, age_model: str | None = None, limit:
         from core.onnx_session import OnnxSession
 
         fmt = OnnxSession(path).metadata.get("format", "")
-        result: dict = {"model": str(target), "split": "test", "cache": str(cache_dir)}
+        result: dict = {"model": str(target), "split": split, "cache": str(cache_dir)}
         if fmt == "agelapse-age/1":
             result["age"] = evaluate_age(AgeModel.load(path, verify=False), cache, test)
         else:
@@ -170,10 +176,10 @@ def evaluate(target: Path, cache_dir: Path, age_model: str | None = None, limit:
                 raise ValueError("judging an aging model needs --age-model (an age.onnx or an age run)")
             age_path = _as_onnx(Path(age_model), Path(tmp) / "age")
             age = AgeModel.load(age_path, verify=False)
-            all_test = cache.indices("test")
+            all_test = cache.indices(split)
             real_est = estimate_ages(age, np.asarray(cache.images[all_test]))  # once, for both tables
             result["age"] = evaluate_age(age, cache, all_test, real_est)
-            result["aging"] = evaluate_aging(AgingModel.load(path, verify=False), age, cache, test, real_est)
+            result["aging"] = evaluate_aging(AgingModel.load(path, verify=False), age, cache, test, real_est, split)
     print(format_table(result))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2))

@@ -50,16 +50,17 @@ def build_module(state: dict, weights: str = "ema") -> tuple[torch.nn.Module, di
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', not {weights!r}")
     kind = state.get("kind")
-    if kind not in ("age", "aging", "baseline"):
-        raise ValueError(f"unknown checkpoint kind {kind!r} (expected age, aging or baseline)")
+    if kind not in ("age", "aging", "baseline", "prototype"):
+        raise ValueError(f"unknown checkpoint kind {kind!r} (expected age, aging, baseline or prototype)")
     cfg = state["config"]
     if kind == "age":
         net = AgeNet(cfg["width"], cfg["max_age"])
         net.load_state_dict(state["ema"] if weights == "ema" else state["model"])
         meta = {"format": "agelapse-age/1", "image_size": cfg["input_size"]}
         return AgeExport(net).eval(), meta
-    if kind in ("aging", "baseline"):
+    if kind in ("aging", "baseline", "prototype"):
         from .baseline import MeanFaceAger
+        from .prototype import PrototypeAger
         from .config import AgingConfig, resolve
         from .train_aging import build_generator
 
@@ -74,6 +75,8 @@ def build_module(state: dict, weights: str = "ema") -> tuple[torch.nn.Module, di
             age_net = AgeNet(ac["width"], ac["max_age"])
             age_net.load_state_dict(state["age_net"])
             module = AgingExport(gen, age_net.eval(), int(ac["input_size"]), acfg.age_groups)
+        elif kind == "prototype":
+            module = PrototypeAger.from_state(state)
         else:
             module = MeanFaceAger.from_state(state)
         meta = {"format": "agelapse-aging/1", "image_size": state["image_size"], "age_groups": cfg["age_groups"],

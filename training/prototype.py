@@ -1,0 +1,357 @@
+"""The prototype aging model: age-group prototypes of shape, colour and texture, learned from the
+training split, applied to one face (Burt & Perrett 1995; Tiddeman, Burt & Perrett 2001).
+
+Learned once from the aligned cache (no gradient descent, minutes on a CPU):
+- a mean shape per age group (the 68 landmarks) and the displacement field from the overall mean
+  shape to it (piecewise linear over a Delaunay mesh, smoothed);
+- shape-free prototypes: every training face warped to the overall mean shape before averaging,
+  so eyes, folds and lips line up and the averages stay sharp where plain means blur;
+- texture energy: the mean local amplitude of three detail bands of the luminance (fine lines,
+  wrinkles, folds) per group and pixel, averaged as amplitudes so wrinkles do not cancel out.
+
+Applied (all in the exported ONNX graph, the source group estimated by the age model it carries,
+w = target - p(source)):  colour/shape-free texture + sum_k w_k T_k; each detail band of the face
+scaled by exp(sum_k w_k log E_k) (the face keeps its own wrinkles, deepened or smoothed, Tiddeman's
+texture transform); then the face is warped by sum_k w_k F_k (a child's lower face lengthens, an
+old face's features sag). The per-region strengths scale every part through the same gate as the
+generator. The model cannot invent a wrinkle the prototypes do not share, and it changes nothing
+it was not shown by the data: it is the fallback the GAN must beat, and a prior it can start from.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.regions import face_mask
+from .baseline import cover_and_head
+from .nets import AgeNet, group_probs, strength_gate
+from .preprocess import FaceCache
+from .runtime import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+BAND_SIGMAS = (0.8, 1.6, 3.2)  # detail bands: Y - G(0.8), G(0.8) - G(1.6), G(1.6) - G(3.2)
+BAND_WEIGHTS = (0.5, 1.0, 1.0)  # the finest band is half noise and JPEG blocks: deepened half as much
+ENERGY_SIGMA = 3.0  # local amplitude: G(3) * |band|
+FLOW_SIGMA = 3.0
+LUMA = (0.299, 0.587, 0.114)
+# How strongly the prototype differences are applied: (colour, detail, shape) gains, the largest
+# detail gain as a log ratio, the softening of the prototypes' edges (px), the largest change of
+# one pixel's fine detail (0-1 luminance), and ``group_scale``, which moves each group's
+# prototypes away from (> 1) or towards (< 1) their average. Chosen by eye on sample grids of
+# validation faces and by `python -m training evaluate RUN --split val --limit 200`: the strongest
+# settings whose 70+ target keeps >= 80 % verification, with the child prototype pulled in (faces
+# made children lost their identity too often) and the oldest pushed out (MODEL_CARD.md).
+SETTINGS = {"gains": (1.6, 2.5, 1.6), "max_log_ratio": 1.2, "colour_sigma": 1.2, "detail_limit": 0.05,
+            "group_scale": (0.6, 1.0, 1.0, 1.0, 1.0, 1.1, 1.3, 1.3)}
+
+
+def _border_points(size: int, per_side: int = 4) -> np.ndarray:
+    t = np.linspace(0, size - 1, per_side + 1)[:-1]
+    e = size - 1
+    pts = [(x, 0) for x in t] + [(e, y) for y in t] + [(e - x, e) for x in t] + [(0, e - y) for y in t]
+    return np.array(pts, dtype=np.float64)
+
+
+class Mesh:
+    """A Delaunay mesh over the mean shape (+ fixed frame points) and, for every pixel of the
+    S x S grid, its triangle and barycentric coordinates: piecewise-affine warps to that shape."""
+
+    def __init__(self, mean_shape: np.ndarray, size: int):
+        self.size = size
+        self.border = _border_points(size)
+        pts = np.concatenate([mean_shape, self.border])
+        sub = cv2.Subdiv2D((-1, -1, size + 2, size + 2))
+        for p in pts:
+            sub.insert((float(p[0]), float(p[1])))
+        tris = []
+        for t in sub.getTriangleList().reshape(-1, 3, 2):
+            idx = [int(np.argmin(((pts - v) ** 2).sum(1))) for v in t]
+            if np.allclose(pts[idx], t, atol=1e-3) and len(set(idx)) == 3:
+                tris.append(idx)
+        self.tris = np.array(tris)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+        grid = np.stack([xx.ravel(), yy.ravel()], 1)
+        a, b, c = (pts[self.tris[:, i]] for i in range(3))
+        v0, v1 = b - a, c - a
+        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        d = grid[:, None, :] - a[None]
+        l1 = (d[..., 0] * v1[None, :, 1] - v1[None, :, 0] * d[..., 1]) / den
+        l2 = (v0[None, :, 0] * d[..., 1] - d[..., 0] * v0[None, :, 1]) / den
+        bary = np.stack([1 - l1 - l2, l1, l2], -1)
+        best = bary.min(-1).argmax(1)  # the triangle the pixel is most inside of
+        self.tri_of = best
+        self.bary = bary[np.arange(len(grid)), best]
+
+    def field(self, values: np.ndarray) -> np.ndarray:
+        """Interpolate per-point values (landmarks then frame points) over the grid: (S, S, D)."""
+        v = values[self.tris[self.tri_of]]  # (P, 3, D)
+        return (self.bary[..., None] * v).sum(1).reshape(self.size, self.size, -1)
+
+    def to_mean(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Warp a face with these landmarks onto the mean shape."""
+        src = self.field(np.concatenate([landmarks, self.border])).astype(np.float32)
+        return cv2.remap(image, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def bands_np(y: np.ndarray) -> list[np.ndarray]:
+    levels = [y] + [_gauss(y, s) for s in BAND_SIGMAS]
+    return [levels[i] - levels[i + 1] for i in range(len(BAND_SIGMAS))]
+
+
+MIN_CELL = 20  # faces a (group, race, gender) cell needs; a smaller one borrows the nearest groups
+
+
+def _cells(cache: FaceCache, idx: np.ndarray) -> np.ndarray:
+    """A demographic cell per face: race x gender where the dataset labels them (-1: unlabelled,
+    left out of the prototypes); one cell for all when the dataset has no such labels."""
+    race = [cache.samples[i].get("race") for i in idx]
+    gender = [cache.samples[i].get("gender") for i in idx]
+    if all(r is None for r in race) or all(g is None for g in gender):
+        return np.zeros(len(idx), dtype=np.int64)
+    return np.array([-1 if r is None or g is None else int(r) * 2 + int(g) for r, g in zip(race, gender)], dtype=np.int64)
+
+
+def _pooled(gi: np.ndarray, cell: np.ndarray, g: int, c: int, k: int) -> np.ndarray:
+    """Rows of cell ``c`` in group ``g``, widened to neighbouring groups until MIN_CELL are found."""
+    for r in range(k):
+        rows = np.flatnonzero((cell == c) & (np.abs(gi - g) <= r))
+        if len(rows) >= MIN_CELL:
+            return rows
+    return np.flatnonzero(cell == c)
+
+
+def learn(cache: FaceCache, groups: list) -> dict:
+    """Prototypes of every age group from the training split (see the module docstring).
+
+    UTKFace's age groups differ in who is in them (its children are mostly white, its 20-somethings
+    more often Black or Asian): plain group averages would change a face's skin colour as it ages.
+    Every prototype is therefore the same mix of race x gender cells (the training split's shares),
+    each cell averaged on its own: the prototypes differ by age only."""
+    from .train_aging import group_index
+
+    size = cache.size
+    train = cache.indices("train")
+    gi = np.array([group_index(a, groups) for a in cache.ages[train]])
+    cell = _cells(cache, train)
+    n_cells = int(cell.max()) + 1
+    share = np.bincount(cell[cell >= 0], minlength=n_cells) / max(1, int((cell >= 0).sum()))
+    lms = cache.landmarks[train].astype(np.float64)
+    mean_shape = lms.mean(0)
+    mesh = Mesh(mean_shape, size)
+    k, nb = len(groups), len(BAND_SIGMAS)
+    norm = np.zeros((len(train), size, size, 3), dtype=np.uint8)  # shape-free faces (~1 GB for UTKFace)
+    esum = np.zeros((k, n_cells, nb, size, size), dtype=np.float32)
+    luma = np.array(LUMA, dtype=np.float32)
+    for j in tqdm(range(0, len(train), 256), desc="prototypes", mininterval=5):
+        imgs = np.asarray(cache.images[train[j : j + 256]])  # `train` is sorted: sequential reads
+        for n, (img, lm) in enumerate(zip(imgs, lms[j : j + 256])):
+            norm[j + n] = mesh.to_mean(img, lm)
+            f = norm[j + n].astype(np.float32) / 255.0
+            for b, band in enumerate(bands_np(f @ luma)):
+                if cell[j + n] >= 0:
+                    esum[gi[j + n], cell[j + n], b] += _gauss(np.abs(band), ENERGY_SIGMA)
+    counts = np.zeros((k, n_cells))
+    np.add.at(counts, (gi[cell >= 0], cell[cell >= 0]), 1)
+    tex = np.zeros((k, size, size, 3))
+    energy = np.zeros((k, nb, size, size))
+    shapes = np.zeros((k, 68, 2))
+    women = np.zeros((k, size, size, 3))  # the same, over the women's cells only (UTKFace: gender 1)
+    female = np.array([c % 2 == 1 and share[c] > 0 for c in range(n_cells)]) if n_cells > 1 else np.zeros(1, bool)
+    for g in range(k):
+        for c in np.flatnonzero(share):
+            rows = _pooled(gi, cell, g, c, k)
+            groups_used = np.unique(gi[rows])
+            # the per-pixel median, not the mean: glasses, beards and moustaches worn by a minority
+            # stay out of the prototype (a mean paints their ghost on every face aged into it)
+            median = np.median(norm[rows], axis=0) / 255.0
+            tex[g] += share[c] * median
+            if female[c]:
+                women[g] += share[c] / share[female].sum() * median
+            energy[g] += share[c] * esum[groups_used, c].sum(0) / counts[groups_used, c].sum()
+            shapes[g] += share[c] * lms[rows].mean(0)
+    if female.any():
+        # most men's medians carry stubble: in the moustache and beard area the prototypes are the
+        # women's, or every face aged past 20 would get a painted moustache
+        beard = _beard_area(mean_shape, size)[None, ..., None]
+        tex = tex * (1 - beard) + women * beard
+    tex = _neutralise(tex, mean_shape)
+    zero = np.zeros_like(mesh.border)
+    flows = np.stack([_gauss(mesh.field(np.concatenate([s - mean_shape, zero])).astype(np.float32), FLOW_SIGMA) for s in shapes])
+    return {
+        "textures": torch.from_numpy(tex.transpose(0, 3, 1, 2) * 2 - 1).float(),  # (K, 3, S, S) in [-1, 1]
+        "log_energy": torch.from_numpy(np.log(energy + 1e-4)).float(),  # (K, B, S, S)
+        "flows": torch.from_numpy(flows.transpose(0, 3, 1, 2)).float(),  # (K, 2, S, S) pixels, x then y
+        "shapes": torch.from_numpy(shapes).float(),
+        "mean_shape": torch.from_numpy(mean_shape).float(),
+        "counts": torch.from_numpy(counts.sum(1)).float(),
+    }
+
+
+EYES_AND_MOUTH = (list(range(36, 42)), list(range(42, 48)), list(range(60, 68)))
+
+
+def _beard_area(mean_shape: np.ndarray, size: int) -> np.ndarray:
+    """Upper lip, mouth corners and chin on the mean shape: below the nose, inside the jaw; soft-edged."""
+    jaw = mean_shape[3:14]
+    nose = mean_shape[[35, 34, 33, 32, 31]]
+    poly = np.concatenate([jaw, nose])
+    area = np.zeros((size, size), np.float32)
+    cv2.fillPoly(area, [np.round(poly * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    return _gauss(area, size / 40)
+
+
+def _neutralise(tex: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
+    """Take out of the prototypes what is not aging: their overall face brightness (exposure:
+    UTKFace's children are photographed brighter) and the inside of the eyes and the open mouth
+    (iris size and teeth are geometry, and a colour difference there paints rings and bands)."""
+    size = tex.shape[1]
+    face = face_mask(mean_shape, (size, size))
+    lum = (tex @ np.array(LUMA) * face).sum((1, 2)) / face.sum()
+    tex = tex - (lum - lum.mean())[:, None, None, None]
+    inner = np.zeros((size, size), np.float32)
+    for idx in EYES_AND_MOUTH:
+        cv2.fillPoly(inner, [np.round(mean_shape[idx] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    inner = _gauss(cv2.dilate(inner, np.ones((3, 3), np.uint8)), 1.5)[None, ..., None]
+    return tex * (1 - inner) + tex.mean(0, keepdims=True) * inner
+
+
+def _kernel(sigma: float) -> torch.Tensor:
+    r = int(np.ceil(3 * sigma))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class Blur(nn.Module):
+    """Separable Gaussian blur of one-channel maps with reflected borders (exports as two convs)."""
+
+    def __init__(self, sigma: float):
+        super().__init__()
+        k = _kernel(sigma)
+        self.r = (len(k) - 1) // 2
+        self.register_buffer("kx", k.view(1, 1, 1, -1))
+        self.register_buffer("ky", k.view(1, 1, -1, 1))
+
+    def forward(self, x):
+        x = F.conv2d(F.pad(x, (self.r, self.r, 0, 0), mode="reflect"), self.kx)
+        return F.conv2d(F.pad(x, (0, 0, self.r, self.r), mode="reflect"), self.ky)
+
+
+class PrototypeAger(nn.Module):
+    """(image, target, regions) -> (aged, keep), the aging contract; see the module docstring.
+    The settings are those of SETTINGS."""
+
+    def __init__(self, protos: dict, age_net: AgeNet, age_size: int, groups: list, cover: torch.Tensor,
+                 head: torch.Tensor, gains=SETTINGS["gains"], max_log_ratio: float = SETTINGS["max_log_ratio"],
+                 colour_sigma: float = SETTINGS["colour_sigma"], detail_limit: float = SETTINGS["detail_limit"],
+                 group_scale=SETTINGS["group_scale"]):
+        super().__init__()
+        size = protos["textures"].shape[-1]
+        if len(group_scale) != len(groups):
+            raise ValueError(f"group_scale has {len(group_scale)} values for {len(groups)} age groups")
+        scale = torch.tensor([float(v) for v in group_scale]).view(-1, 1, 1, 1)
+        protos = {k: (v.mean(0, keepdim=True) + scale * (v - v.mean(0, keepdim=True)) if k in ("textures", "log_energy", "flows") else v)
+                  for k, v in protos.items()}
+        textures = protos["textures"].float()
+        if colour_sigma > 0:  # softer prototype edges: a fold of the average face lands a little off on a person
+            k = textures.shape[0]
+            textures = Blur(colour_sigma)(textures.reshape(k * 3, 1, size, size)).reshape(k, 3, size, size)
+        self.register_buffer("textures", textures)
+        self.register_buffer("log_energy", protos["log_energy"].float())
+        self.register_buffer("band_weights", torch.tensor(BAND_WEIGHTS).view(1, -1, 1, 1))
+        self.register_buffer("flows", protos["flows"].float() * (2.0 / (size - 1)))  # grid_sample units, align_corners
+        self.register_buffer("cover", cover.reshape(1, 1, size, size).float())
+        self.register_buffer("head", head.reshape(1, 1, size, size).float())
+        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
+        t = textures
+        self.register_buffer("ref_chroma", ((t - (t * self.luma).sum(1, keepdim=True)).abs() * self.cover).sum() / (3 * len(t) * self.cover.sum()))
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+        self.register_buffer("base_grid", torch.stack([xs, ys], -1)[None])  # (1, S, S, 2), align_corners=True
+        self.blurs = nn.ModuleList(Blur(s) for s in BAND_SIGMAS)
+        self.age_net, self.age_size = age_net, age_size
+        self.groups = [list(g) for g in groups]
+        self.gains = tuple(float(g) for g in gains)
+        self.max_log_ratio = float(max_log_ratio)
+        self.detail_limit = float(detail_limit)
+
+    def source(self, image):
+        small = F.interpolate(image, size=(self.age_size, self.age_size), mode="bilinear", align_corners=False, antialias=True)
+        return group_probs(torch.softmax(self.age_net(small), 1), self.groups)
+
+    def forward(self, image, target, regions):
+        w = target - self.source(image)
+        gc, gd, gs = self.gains
+        gate = strength_gate(self.cover, self.head, regions)
+        colour = torch.einsum("nk,kchw->nchw", w, self.textures)
+        # chroma only as far as the photo has colour: a black-and-white photo is aged in grey
+        grey = (colour * self.luma).sum(1, keepdim=True)
+        chroma = ((image - (image * self.luma).sum(1, keepdim=True)).abs() * self.cover).sum((1, 2, 3), keepdim=True)
+        chroma = chroma / (3 * self.cover.sum() * self.ref_chroma)
+        colour = grey + (colour - grey) * chroma.clamp(0, 1)
+        y = ((image + 1) * 0.5 * self.luma).sum(1, keepdim=True)
+        levels = [y] + [b(y) for b in self.blurs]
+        log_ratio = torch.einsum("nk,kbhw->nbhw", w, self.log_energy * self.band_weights).clamp(-self.max_log_ratio, self.max_log_ratio)
+        ratio = torch.exp(log_ratio) - 1
+        detail = sum(ratio[:, i : i + 1] * (levels[i] - levels[i + 1]) for i in range(len(self.blurs)))
+        # fine lines and pores are deepened or smoothed; strong edges (eyelids, lips, teeth, glasses)
+        # would get dark halos from the same gain, so the change saturates at detail_limit
+        detail = self.detail_limit * torch.tanh(detail / self.detail_limit)
+        textured = image + gate * (gc * colour + gd * 2 * detail)
+        flow = torch.einsum("nk,kchw->nhwc", w, self.flows) * (gs * gate.permute(0, 2, 3, 1))
+        aged = F.grid_sample(textured, self.base_grid - flow, mode="bilinear", padding_mode="border", align_corners=True)
+        aged = aged.clamp(-1, 1)
+        keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)
+        return aged, keep
+
+    @classmethod
+    def from_state(cls, state: dict) -> "PrototypeAger":
+        ac = state["age_config"]
+        net = AgeNet(ac["width"], ac["max_age"])
+        net.load_state_dict(state["age"])
+        cfg = state["config"]
+        return cls(state["protos"], net.eval(), int(ac["input_size"]), cfg["age_groups"], state["cover"], state["head"],
+                   **{k: cfg[k] for k in SETTINGS})
+
+
+def pictures(protos: dict) -> np.ndarray:
+    """Row 1: the shape-free texture prototypes; row 2: their fine-detail energy (brighter = more)."""
+    tex = ((protos["textures"].numpy().transpose(0, 2, 3, 1) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    e = protos["log_energy"].numpy()[:, 0]
+    e = ((e - e.min()) / (e.max() - e.min() + 1e-9) * 255).astype(np.uint8)
+    return np.concatenate([np.concatenate(list(tex), 1), np.concatenate([np.repeat(x[..., None], 3, -1) for x in e], 1)], 0)
+
+
+def build(cache_dir: Path, age_run: Path, out: Path, groups: list, **settings) -> Path:
+    """Learn the prototypes and write a run folder (checkpoint.pt, prototypes.png) for export."""
+    unknown = set(settings) - set(SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown prototype settings: {sorted(unknown)} (known: {sorted(SETTINGS)})")
+    settings = {**SETTINGS, **settings}
+    cache = FaceCache(cache_dir)
+    age = torch.load(Path(age_run) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if age.get("kind") != "age":
+        raise ValueError(f"{age_run} is not an age-model run")
+    protos = learn(cache, groups)
+    cover, head = cover_and_head(cache)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"kind": "prototype", "protos": protos, "age": age["ema"], "age_config": age["config"],
+             "cover": cover, "head": head, "config": {"age_groups": groups, **settings},
+             "template": cache.meta["template"], "image_size": cache.size, "step": 0}
+    save_checkpoint(out, state)
+    cv2.imwrite(str(out / "prototypes.png"), pictures(protos)[..., ::-1])
+    log.info("prototype model written to %s", out)
+    return out
