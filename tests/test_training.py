@@ -601,3 +601,30 @@ def test_torchrun_with_two_processes_trains_both_models(tiny_cache, age_run, tmp
         assert (out / "checkpoint.pt").is_file()
         rows = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
         assert rows and rows[-1]["step"] == 2  # only rank 0 writes the log
+
+
+def test_the_age_model_is_rebuilt_exactly_from_its_onnx_file(models_dir, age_run, tiny_cache, tmp_path):
+    """A fresh clone has no age run, only the shipped age.onnx (BatchNorms folded by the exporter):
+    the aging models that carry it are built from that file and compute what it computes."""
+    from training.age_source import load_age_state
+    from training.prototype import build
+
+    rebuilt = load_age_state(models_dir / "age.onnx")
+    trained = load_age_state(age_run)
+    assert rebuilt["config"] == {k: trained["config"][k] for k in ("width", "max_age", "input_size")}
+    nets = []
+    for state in (rebuilt, trained):
+        net = AgeNet(state["config"]["width"], state["config"]["max_age"])
+        net.load_state_dict(state["ema"])
+        nets.append(net.eval())
+    size = rebuilt["config"]["input_size"]
+    x = torch.from_numpy(np.array(FaceCache(tiny_cache).images[:4])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        np.testing.assert_allclose(nets[0](x).numpy(), nets[1](x).numpy(), atol=1e-4)
+    run = build(tiny_cache, models_dir / "age.onnx", tmp_path / "prototype", DECADES)
+    assert load_checkpoint(run)["age_config"]["input_size"] == size
+    with pytest.raises(ValueError, match="not an age model"):
+        load_age_state(models_dir / "aging.onnx")
+    with pytest.raises(FileNotFoundError):
+        load_age_state(tmp_path / "nothing-here")

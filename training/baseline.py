@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.regions import face_mask
+from .age_source import load_age_state
 from .nets import AgeNet, group_probs, strength_gate
 from .preprocess import FaceCache
 from .runtime import save_checkpoint
@@ -83,9 +84,7 @@ def means_picture(means: torch.Tensor) -> np.ndarray:
 
 def build(cache_dir: Path, age_run: Path, out: Path, groups: list) -> Path:
     cache = FaceCache(cache_dir)
-    age = torch.load(Path(age_run) / "checkpoint.pt", map_location="cpu", weights_only=True)
-    if age.get("kind") != "age":
-        raise ValueError(f"{age_run} is not an age-model run")
+    age = load_age_state(age_run)
     means = group_means(cache, groups)
     cover, head = cover_and_head(cache)
     out = Path(out)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.regions import face_mask
+from .age_source import load_age_state
 from .baseline import cover_and_head
 from .nets import AgeNet, group_probs, strength_gate
 from .preprocess import FaceCache
@@ -341,9 +342,7 @@ def build(cache_dir: Path, age_run: Path, out: Path, groups: list, **settings) -
         raise ValueError(f"unknown prototype settings: {sorted(unknown)} (known: {sorted(SETTINGS)})")
     settings = {**SETTINGS, **settings}
     cache = FaceCache(cache_dir)
-    age = torch.load(Path(age_run) / "checkpoint.pt", map_location="cpu", weights_only=True)
-    if age.get("kind") != "age":
-        raise ValueError(f"{age_run} is not an age-model run")
+    age = load_age_state(age_run)
     protos = learn(cache, groups)
     cover, head = cover_and_head(cache)
     out = Path(out)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import augment
+from .age_source import load_age_state
 from .baseline import cover_and_head, group_means
 from .config import AgingConfig, to_dict
 from .nets import AgeNet, Critic, Generator, group_probs
@@ -62,12 +63,11 @@ def source_weights(age_net: AgeNet | None, age_size: int, x: torch.Tensor, ages:
 
 
 def load_age_net(path: str, device) -> tuple[AgeNet | None, int, dict | None]:
-    """The frozen age model of an age run (its EMA weights), its input size and its config."""
+    """The frozen age model of an age run (its EMA weights) or of an exported age.onnx, its input
+    size and its config."""
     if not path:
         return None, 0, None
-    state = torch.load(Path(path) / "checkpoint.pt", map_location="cpu", weights_only=True)
-    if state.get("kind") != "age":
-        raise ValueError(f"{path} is not an age-model run")
+    state = load_age_state(path)
     c = state["config"]
     net = AgeNet(c["width"], c["max_age"])
     net.load_state_dict(state["ema"])
