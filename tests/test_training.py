@@ -628,3 +628,35 @@ def test_the_age_model_is_rebuilt_exactly_from_its_onnx_file(models_dir, age_run
         load_age_state(models_dir / "aging.onnx")
     with pytest.raises(FileNotFoundError):
         load_age_state(tmp_path / "nothing-here")
+
+
+def test_coring_deepens_lines_but_not_noise():
+    """With ``detail_coring`` the detail gain leaves faint noise (a young face's sensor and JPEG
+    grain) nearly as it was and still deepens strong lines; smoothing towards a young target is
+    unchanged by it."""
+    from training.prototype import PrototypeAger
+
+    s, k = 32, 8
+    protos = {"textures": torch.zeros(k, 3, s, s), "log_energy": torch.zeros(k, 3, s, s), "flows": torch.zeros(k, 2, s, s)}
+    protos["log_energy"][7] = math.log(2.0)  # the oldest group: twice the detail
+    ones = torch.ones(s, s)
+    regions = torch.zeros(1, 5, s, s)
+    regions[:, 1] = 1.0
+
+    def ager(coring, source):
+        m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=(0, 1, 0), colour_sigma=0.0, detail_limit=1.0,
+                          group_scale=(1.0,) * 8, detail_coring=coring)
+        m.source = lambda image: torch.eye(k)[[source] * len(image)]
+        return m.eval()
+
+    g = torch.Generator().manual_seed(0)
+    pattern = (torch.rand(1, 1, s, s, generator=g) * 2 - 1).expand(-1, 3, -1, -1)
+    faint, strong = 0.004 * pattern, 0.4 * pattern  # in [-1, 1]: 0.2 % and 20 % of the luminance range
+    old, young = torch.eye(k)[[7]], torch.eye(k)[[0]]
+    gain = lambda out, x: ((out - x).abs().mean() / x.abs().mean()).item()
+    with torch.no_grad():
+        plain, cored = ager(0.0, 0), ager(0.02, 0)
+        assert gain(cored(faint, old, regions)[0], faint) < 0.2 * gain(plain(faint, old, regions)[0], faint)
+        assert gain(cored(strong, old, regions)[0], strong) > 0.7 * gain(plain(strong, old, regions)[0], strong) > 0.2
+        np.testing.assert_allclose(ager(0.02, 7)(faint, young, regions)[0].numpy(), ager(0.0, 7)(faint, young, regions)[0].numpy(),
+                                   atol=1e-6)
