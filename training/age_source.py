@@ -45,9 +45,6 @@ def _from_onnx(path: Path) -> dict:
     if meta.get("format") != "agelapse-age/1":
         raise ValueError(f"{path} is not an age model (format {meta.get('format')!r})")
     weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Gemm" and any(a.name == "transB" and a.i == 0 for a in node.attribute):
-            raise ValueError(f"{path}: unexpected layout of the final layer")
     width = int(weights["net.stem.0.weight"].shape[0])
     max_age = int(weights["net.fc.bias"].shape[0]) - 1
     net = AgeNet(width, max_age)
