@@ -498,25 +498,41 @@ def test_mesh_warps_a_face_onto_the_mean_shape(tiny_cache):
     np.testing.assert_allclose(mesh.to_mean(ramp, mean)[..., :2], ramp[..., :2], atol=1e-3)  # the mean shape: unchanged
 
 
+def _flat_protos(k: int = 8, s: int = 32) -> dict:
+    return {"textures": torch.zeros(k, 3, s, s), "log_energy": torch.zeros(k, 3, s, s), "flows": torch.zeros(k, 2, s, s)}
+
+
+def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0):
+    """A PrototypeAger on hand-made prototypes with plain settings (no blur, no saturation, no
+    group scaling) that takes every face for a member of group ``source``."""
+    from training.prototype import PrototypeAger
+
+    k, s = protos["textures"].shape[0], protos["textures"].shape[-1]
+    ones = torch.ones(s, s)
+    m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=gains, colour_sigma=0.0, detail_limit=1.0,
+                      group_scale=(1.0,) * k, detail_coring=coring)
+    m.source = lambda image: torch.eye(k)[[source] * len(image)]
+    return m.eval()
+
+
+def _gate_everywhere(s: int = 32) -> torch.Tensor:
+    """Region inputs that open the gate fully at every pixel (with cover and head all ones)."""
+    regions = torch.zeros(1, 5, s, s)
+    regions[:, 1] = 1.0
+    return regions
+
+
 def test_prototype_transform_follows_its_prototypes():
-    from training.prototype import LUMA, PrototypeAger
+    from training.prototype import LUMA
 
     s, k = 32, 8
-    protos = {"textures": torch.zeros(k, 3, s, s), "log_energy": torch.zeros(k, 3, s, s), "flows": torch.zeros(k, 2, s, s)}
+    protos = _flat_protos(k, s)
     warm = torch.tensor([0.3, 0.1, -0.1])
     protos["textures"][7] = warm[:, None, None]  # the oldest group: warmer, twice the fine detail, features 2 px right
     protos["log_energy"][7] = math.log(2.0)
     protos["flows"][7, 0] = 2.0
-    ones = torch.ones(s, s)
-
-    def ager(gains, source):
-        m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=gains, colour_sigma=0.0, detail_limit=1.0,
-                          group_scale=(1.0,) * 8)
-        m.source = lambda image: torch.eye(k)[[source] * len(image)]
-        return m.eval()
-
-    regions = torch.zeros(1, 5, s, s)
-    regions[:, 1] = 1.0  # gate 1 everywhere
+    ager = lambda gains, source: _fixed_ager(protos, gains, source)
+    regions = _gate_everywhere(s)
     young, old = torch.eye(k)[[0]], torch.eye(k)[[7]]
     g = torch.Generator().manual_seed(0)
     noise = (torch.rand(1, 1, s, s, generator=g) * 0.4 - 0.2).expand(-1, 3, -1, -1)
@@ -634,20 +650,11 @@ def test_coring_deepens_lines_but_not_noise():
     """With ``detail_coring`` the detail gain leaves faint noise (a young face's sensor and JPEG
     grain) nearly as it was and still deepens strong lines; smoothing towards a young target is
     unchanged by it."""
-    from training.prototype import PrototypeAger
-
     s, k = 32, 8
-    protos = {"textures": torch.zeros(k, 3, s, s), "log_energy": torch.zeros(k, 3, s, s), "flows": torch.zeros(k, 2, s, s)}
+    protos = _flat_protos(k, s)
     protos["log_energy"][7] = math.log(2.0)  # the oldest group: twice the detail
-    ones = torch.ones(s, s)
-    regions = torch.zeros(1, 5, s, s)
-    regions[:, 1] = 1.0
-
-    def ager(coring, source):
-        m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=(0, 1, 0), colour_sigma=0.0, detail_limit=1.0,
-                          group_scale=(1.0,) * 8, detail_coring=coring)
-        m.source = lambda image: torch.eye(k)[[source] * len(image)]
-        return m.eval()
+    ager = lambda coring, source: _fixed_ager(protos, (0, 1, 0), source, coring)
+    regions = _gate_everywhere(s)
 
     g = torch.Generator().manual_seed(0)
     pattern = (torch.rand(1, 1, s, s, generator=g) * 2 - 1).expand(-1, 3, -1, -1)

@@ -337,9 +337,9 @@ class PrototypeAger(nn.Module):
         ac = state["age_config"]
         net = AgeNet(ac["width"], ac["max_age"])
         net.load_state_dict(state["age"])
-        cfg = state["config"]
+        cfg = {"detail_coring": 0.0, **state["config"]}  # runs from before coring re-export as they were built
         return cls(state["protos"], net.eval(), int(ac["input_size"]), cfg["age_groups"], state["cover"], state["head"],
-                   **{k: cfg[k] for k in SETTINGS if k in cfg})
+                   **{k: cfg[k] for k in SETTINGS})
 
 
 def pictures(protos: dict) -> np.ndarray:
