@@ -33,6 +33,10 @@ from core.regions import REGION_NAMES, region_masks
 
 MAX_STRENGTH = 1.5
 ZERO_RAMP = 0.25  # below this strength a region's paste weight falls linearly to 0
+HAIR = "hair"
+# Every strength a person sets: the five regions (the model's ``regions`` input) and the hair (its
+# ``hair`` input in ``agelapse-aging/2``; a ``/1`` model has no hair input and ignores it).
+STRENGTH_NAMES = REGION_NAMES + (HAIR,)
 
 
 @dataclass(eq=False)
@@ -77,12 +81,12 @@ def target_weights(position: float, k: int) -> np.ndarray:
 
 
 def check_strengths(strengths: dict[str, float] | None) -> dict[str, float]:
-    """All five regions' strengths (default 1.0); ValueError for an unknown region or a value
-    outside 0 .. MAX_STRENGTH."""
-    out = {name: 1.0 for name in REGION_NAMES}
+    """Every strength of STRENGTH_NAMES (the five regions and the hair; default 1.0); ValueError
+    for an unknown name or a value outside 0 .. MAX_STRENGTH."""
+    out = {name: 1.0 for name in STRENGTH_NAMES}
     for name, value in (strengths or {}).items():
         if name not in out:
-            raise ValueError(f"unknown region {name!r}; regions are {', '.join(REGION_NAMES)}")
+            raise ValueError(f"unknown strength {name!r}; strengths are {', '.join(STRENGTH_NAMES)}")
         value = float(value)
         if not 0.0 <= value <= MAX_STRENGTH:
             raise ValueError(f"strength of {name} must be within 0 .. {MAX_STRENGTH}, not {value}")

@@ -77,7 +77,7 @@ def test_strengths_scale_regions_and_validate(pipeline, astronaut, face):
     inside = full.regions[e] > 0.99
     assert (faint.mask[inside] < 0.5 * full.mask[inside] + 1e-6).all()  # near 0 the paste fades out too
     assert np.array_equal(faint.mask[full.regions[e] == 0], full.mask[full.regions[e] == 0])
-    with pytest.raises(ValueError, match="unknown region"):
+    with pytest.raises(ValueError, match="unknown strength"):
         pipeline.prepare(astronaut, face, {"ears": 1.0})
     with pytest.raises(ValueError, match="within"):
         pipeline.prepare(astronaut, face, {"eyes": 1.6})
