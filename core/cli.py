@@ -50,12 +50,12 @@ class CliError(Exception):
 # ---------------------------------------------------------------------------------------- parser
 
 def _strength(text: str) -> tuple[str, float]:
-    from core.pipeline import MAX_STRENGTH
+    from core.pipeline import MAX_STRENGTH, STRENGTH_NAMES
 
     name, sep, value = text.partition("=")
     name = name.strip().lower()
-    if not sep or name not in REGION_NAMES:
-        raise argparse.ArgumentTypeError(f"expected REGION=VALUE with REGION one of {', '.join(REGION_NAMES)}, not {text!r}")
+    if not sep or name not in STRENGTH_NAMES:
+        raise argparse.ArgumentTypeError(f"expected REGION=VALUE with REGION one of {', '.join(STRENGTH_NAMES)}, not {text!r}")
     try:
         v = float(value)
     except ValueError:
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--face", type=int, default=0, metavar="N", help="which face, 0 = the largest (default)")
         if strengths:
             sp.add_argument("--strength", type=_strength, action="append", default=[], metavar="REGION=V",
-                            help=f"strength 0..1.5 of a region ({', '.join(REGION_NAMES)}); repeatable")
+                            help=f"strength 0..1.5 of a region or the hair ({', '.join(REGION_NAMES)}, hair); repeatable")
 
     sp = sub.add_parser("scan", help="find the faces in every photo of a folder")
     sp.add_argument("folder", type=Path)

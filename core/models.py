@@ -1,7 +1,7 @@
 """The app's ONNX models: where they live, the manifest that vouches for them, and the two
 model wrappers that check each file against its contract (DESIGN.md, "Model contracts").
 
-Files: ``aging.onnx`` (format ``agelapse-aging/1``) and ``age.onnx`` (``agelapse-age/1``) in
+Files: ``aging.onnx`` (format ``agelapse-aging/2``; ``/1`` files still load) and ``age.onnx`` (``agelapse-age/1``) in
 :func:`models_dir`, listed in ``manifest.json`` there::
 
     {"models": {"aging.onnx": {"sha256": "...", "bytes": 123, "format": "agelapse-aging/1"}, ...}}
@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 AGING_FILE = "aging.onnx"
 AGE_FILE = "age.onnx"
 MANIFEST_FILE = "manifest.json"
-AGING_FORMAT = "agelapse-aging/1"
+AGING_FORMAT = "agelapse-aging/2"
+AGING_FORMATS = ("agelapse-aging/1", AGING_FORMAT)  # /1: no ``landmarks`` and ``hair`` inputs
 AGE_FORMAT = "agelapse-age/1"
+LANDMARK_COUNT = 68
 COMMON_KEYS = ("format", "image_size", "template", "trained_on", "license", "metrics", "created")
 AGING_KEYS = COMMON_KEYS + ("age_groups", "regions")
 
@@ -284,8 +286,9 @@ class _Model:
     def _common(cls, session: OnnxSession, fmt: str, keys: Sequence[str]) -> dict:
         name, meta = session.name, session.metadata
         _require(name, meta, keys)
-        if meta["format"] != fmt:
-            raise ModelError(name, f"format is {meta['format']!r}, expected {fmt!r}")
+        formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
+        if meta["format"] not in formats:
+            raise ModelError(name, f"format is {meta['format']!r}, expected {' or '.join(repr(f) for f in formats)}")
         metrics = _json(name, meta, "metrics")
         if not isinstance(metrics, dict):
             raise ModelError(name, "metadata 'metrics' must be a JSON object")
@@ -300,6 +303,7 @@ class AgingModel(_Model):
 
     age_groups: list[tuple[int, int | None]] = field(default_factory=list)
     regions: tuple[str, ...] = REGION_NAMES
+    format: str = AGING_FORMAT
 
     @classmethod
     def load(cls, dir_or_path: str | os.PathLike | None = None, *, providers="auto",
@@ -310,16 +314,23 @@ class AgingModel(_Model):
         (None = its default). Every failure is a ModelError naming the file."""
         session = _open(dir_or_path, AGING_FILE, providers, verify, threads)
         name, meta = session.name, session.metadata
-        kw = cls._common(session, AGING_FORMAT, AGING_KEYS)
+        kw = cls._common(session, AGING_FORMATS, AGING_KEYS)
         regions = _json(name, meta, "regions")
         if not isinstance(regions, list) or tuple(regions) != tuple(REGION_NAMES):
             raise ModelError(name, f"metadata 'regions' is {regions!r}, the app's regions are {list(REGION_NAMES)}")
         groups = _age_groups(name, meta)
         s, k = kw["image_size"], len(groups)
-        _check_io(name, session,
-                  {"image": (None, 3, s, s), "target": (None, k), "regions": (None, len(REGION_NAMES), s, s)},
-                  {"aged": (None, 3, s, s), "attention": (None, 1, s, s)})
-        return cls(**kw, age_groups=groups, regions=tuple(regions))
+        fmt = meta["format"]
+        inputs = {"image": (None, 3, s, s), "target": (None, k), "regions": (None, len(REGION_NAMES), s, s)}
+        if fmt != "agelapse-aging/1":
+            inputs.update(landmarks=(None, LANDMARK_COUNT, 2), hair=(None,))
+        _check_io(name, session, inputs, {"aged": (None, 3, s, s), "attention": (None, 1, s, s)})
+        return cls(**kw, age_groups=groups, regions=tuple(regions), format=fmt)
+
+    @property
+    def takes_landmarks(self) -> bool:
+        """Whether the file takes the face's ``landmarks`` and the ``hair`` strength (``/2``)."""
+        return self.format != "agelapse-aging/1"
 
     @property
     def num_groups(self) -> int:
@@ -343,8 +354,11 @@ class AgingModel(_Model):
                     return i
         raise ValueError(f"no age group {text!r}; the model's groups are {', '.join(self.group_labels)}")
 
-    def run(self, images: np.ndarray, targets: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """images uint8 (N, S, S, 3) RGB, targets float32 (N, K), regions float32 (N, 5, S, S)
+    def run(self, images: np.ndarray, targets: np.ndarray, regions: np.ndarray, landmarks: np.ndarray | None = None,
+            hair: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """images uint8 (N, S, S, 3) RGB, targets float32 (N, K), regions float32 (N, 5, S, S),
+        landmarks float32 (N, 68, 2) in the aligned crop's pixels (required by a ``/2`` model,
+        ignored by ``/1``), hair: the hair strength, one per face or one for all
         -> (aged uint8 (N, S, S, 3), attention float32 (N, S, S), 1 = input pixel kept)."""
         s, k = self.image_size, self.num_groups
         x = _to_nchw(images, s, self.name)
@@ -355,7 +369,16 @@ class AgingModel(_Model):
             raise ValueError(f"{self.name}: targets must be ({n}, {k}), got {targets.shape}")
         if regions.shape != (n, len(self.regions), s, s):
             raise ValueError(f"{self.name}: regions must be ({n}, {len(self.regions)}, {s}, {s}), got {regions.shape}")
-        out = self.session.run({"image": x, "target": targets, "regions": regions})
+        feeds = {"image": x, "target": targets, "regions": regions}
+        if self.takes_landmarks:
+            if landmarks is None:
+                raise ValueError(f"{self.name}: a {self.format} model needs the faces' landmarks")
+            landmarks = np.asarray(landmarks, dtype=np.float32)
+            if landmarks.shape != (n, LANDMARK_COUNT, 2):
+                raise ValueError(f"{self.name}: landmarks must be ({n}, {LANDMARK_COUNT}, 2), got {landmarks.shape}")
+            hair = np.broadcast_to(np.asarray(hair, dtype=np.float32), (n,))
+            feeds.update(landmarks=landmarks, hair=np.ascontiguousarray(hair))
+        out = self.session.run(feeds)
         return _to_uint8(out["aged"]), np.ascontiguousarray(out["attention"][:, 0], dtype=np.float32)
 
 

@@ -49,6 +49,11 @@ class PreparedFace:
     regions: np.ndarray  # (5, S, S) float32, region masks x strengths, REGION_NAMES order
     mask: np.ndarray  # (S, S) float32 in [0, 1], the paste mask
     strengths: dict[str, float] = field(default_factory=dict)
+    landmarks: np.ndarray | None = None  # (68, 2) float32, the face's landmarks in the aligned crop
+
+    @property
+    def hair(self) -> float:
+        return float(self.strengths.get(HAIR, 1.0))
 
     @property
     def size(self) -> int:
@@ -122,21 +127,23 @@ class AgingPipeline:
         strengths = check_strengths(strengths)
         m = estimate_alignment(face.landmarks, self.aging.template, s)
         aligned = warp_face(photo_rgb, m, s)
-        masks = region_masks(transform_points(face.landmarks, m), (s, s), face.forehead_height)
+        points = transform_points(face.landmarks, m)
+        masks = region_masks(points, (s, s), face.forehead_height)
         factors = np.array([strengths[n] for n in REGION_NAMES], dtype=np.float32)
         regions = masks * factors[:, None, None]
         mask = crop_mask(s).copy()
         for i, f in enumerate(factors):
             if f < ZERO_RAMP:
                 mask *= 1.0 - (1.0 - f / ZERO_RAMP) * masks[i]
-        return PreparedFace(face, m, aligned, np.ascontiguousarray(regions), mask, strengths)
+        return PreparedFace(face, m, aligned, np.ascontiguousarray(regions), mask, strengths, points)
 
     def infer(self, prepared: PreparedFace, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One model call for the (N, K) ``targets`` -> (aged (N, S, S, 3), attention (N, S, S))."""
         n = len(targets)
         images = np.broadcast_to(prepared.aligned, (n, *prepared.aligned.shape))
         regions = np.broadcast_to(prepared.regions, (n, *prepared.regions.shape))
-        return self.aging.run(images, targets, regions)
+        landmarks = np.broadcast_to(prepared.landmarks, (n, *prepared.landmarks.shape))
+        return self.aging.run(images, targets, regions, landmarks, prepared.hair)
 
     def age_all_groups(self, prepared: PreparedFace) -> GroupResults:
         """Every age group in one batched inference (batch = K, one-hot targets)."""

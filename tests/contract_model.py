@@ -2,14 +2,17 @@
 
 They stand in for the trained models in tests (engine, CLI and GUI) and benchmarks:
 
-- aging model (``agelapse-aging/1``), S = ``size``, K = 8 decade groups, dynamic batch, opset 17::
+- aging model (``agelapse-aging/2``; ``version=1`` for the older contract without ``landmarks``
+  and ``hair``), S = ``size``, K = 8 decade groups, dynamic batch, opset 17::
 
       r         = sum of the 5 region masks (each already multiplied by its strength)
       shift     = tanh(target @ GROUP_SHIFT)          # (N, 3): darker for young groups, lighter for old
-      aged      = clip(image + shift * r, -1, 1)       # visibly changes with target and strengths
+      above     = sigmoid((mean y of the brow landmarks 17-26 - 0.15 S - y) / 2)   # (/2 only)
+      aged      = clip(image + shift * r + HAIR_LIGHTEN * hair * above, -1, 1)
       attention = 1 - clip(r, 0, 1)
 
-  so where every region mask is 0 (strength 0) the output equals the input exactly.
+  so where every region mask is 0 (strength 0) the output equals the input exactly, and with
+  ``hair`` 0 nothing above the brows changes; the hair band follows the ``landmarks`` input.
   ``realistic=True`` builds instead a small conv net of realistic cost (about 1.5 GFLOP per 128 px
   image: conv encoder, one stride-2 level, upsample-then-convolve decoder, colour + attention
   heads composited as (1 - A) * C + A * x) with random weights, for benchmarks.
@@ -125,12 +128,18 @@ def _c(name: str, value) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value), name)
 
 
-def _io(size: int, k: int):
+HAIR_LIGHTEN = 0.3
+
+
+def _io(size: int, k: int, version: int = 2):
     inputs = [
         helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size]),
         helper.make_tensor_value_info("target", TensorProto.FLOAT, ["N", k]),
         helper.make_tensor_value_info("regions", TensorProto.FLOAT, ["N", len(REGIONS), size, size]),
     ]
+    if version >= 2:
+        inputs += [helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, ["N", 68, 2]),
+                   helper.make_tensor_value_info("hair", TensorProto.FLOAT, ["N"])]
     outputs = [
         helper.make_tensor_value_info("aged", TensorProto.FLOAT, ["N", 3, size, size]),
         helper.make_tensor_value_info("attention", TensorProto.FLOAT, ["N", 1, size, size]),
@@ -138,14 +147,38 @@ def _io(size: int, k: int):
     return inputs, outputs
 
 
+def _hair_nodes(size: int, out: str) -> tuple[list, list]:
+    """Nodes computing ``out`` (N, 1, S, S) = hair * HAIR_LIGHTEN * the band above the brows."""
+    nodes = [
+        helper.make_node("Slice", ["landmarks", "brow_lo", "brow_hi", "axis1"], ["brows"]),
+        helper.make_node("Slice", ["brows", "y_lo", "y_hi", "axis2"], ["brow_y"]),  # (N, 10, 1)
+        helper.make_node("ReduceMean", ["brow_y"], ["by"], axes=[1, 2], keepdims=1),  # (N, 1, 1)
+        helper.make_node("Unsqueeze", ["by", "axis1"], ["by4"]),  # (N, 1, 1, 1)
+        helper.make_node("Sub", ["by4", "rows"], ["dy"]),
+        helper.make_node("Sub", ["dy", "margin"], ["dym"]),
+        helper.make_node("Mul", ["dym", "half"], ["dyh"]),
+        helper.make_node("Sigmoid", ["dyh"], ["above"]),
+        helper.make_node("Mul", ["hair", "hair_gain"], ["hg"]),
+        helper.make_node("Unsqueeze", ["hg", "axes123"], ["hg4"]),
+        helper.make_node("Mul", ["above", "hg4"], [out]),
+    ]
+    rows = np.arange(size, dtype=np.float32).reshape(1, 1, size, 1) + np.float32(0.5)
+    inits = [_c("brow_lo", np.array([17], np.int64)), _c("brow_hi", np.array([27], np.int64)),
+             _c("y_lo", np.array([1], np.int64)), _c("y_hi", np.array([2], np.int64)),
+             _c("axis2", np.array([2], np.int64)), _c("axes123", np.array([1, 2, 3], np.int64)),
+             _c("rows", rows), _c("margin", np.float32(0.15 * size)), _c("half", np.float32(0.5)),
+             _c("hair_gain", np.float32(HAIR_LIGHTEN))]
+    return nodes, inits
+
+
 def build_aging_model(path, *, size: int = 64, realistic: bool = False, width: int = 32,
-                      metadata: dict | None = None, drop_metadata: tuple = ()) -> Path:
-    """Write an aging model honouring ``agelapse-aging/1``. ``metadata`` overrides keys,
-    ``drop_metadata`` removes keys (to test validation)."""
+                      metadata: dict | None = None, drop_metadata: tuple = (), version: int = 2) -> Path:
+    """Write an aging model honouring ``agelapse-aging/2`` (``version=1``: ``/1``). ``metadata``
+    overrides keys, ``drop_metadata`` removes keys (to test validation)."""
     if realistic:
-        return _build_realistic_aging(path, size=size, width=width, metadata=metadata, drop=drop_metadata)
+        return _build_realistic_aging(path, size=size, width=width, metadata=metadata, drop=drop_metadata, version=version)
     k = len(DECADES)
-    inputs, outputs = _io(size, k)
+    inputs, outputs = _io(size, k, version)
     nodes = [
         helper.make_node("ReduceSum", ["regions", "axis1"], ["r"], keepdims=1),
         helper.make_node("Clip", ["r", "zero", "one"], ["rc"]),
@@ -153,8 +186,8 @@ def build_aging_model(path, *, size: int = 64, realistic: bool = False, width: i
         helper.make_node("Tanh", ["t"], ["tt"]),
         helper.make_node("Unsqueeze", ["tt", "axes23"], ["shift"]),
         helper.make_node("Mul", ["shift", "r"], ["delta"]),
-        helper.make_node("Add", ["image", "delta"], ["sum"]),
-        helper.make_node("Clip", ["sum", "minus_one", "one"], ["aged"]),
+        helper.make_node("Add", ["image", "delta"], ["sum" if version >= 2 else "total"]),
+        helper.make_node("Clip", ["total", "minus_one", "one"], ["aged"]),
         helper.make_node("Sub", ["one", "rc"], ["attention"]),
     ]
     inits = [
@@ -162,14 +195,18 @@ def build_aging_model(path, *, size: int = 64, realistic: bool = False, width: i
         _c("zero", np.float32(0)), _c("one", np.float32(1)), _c("minus_one", np.float32(-1)),
         _c("group_shift", GROUP_SHIFT),
     ]
+    if version >= 2:
+        hn, hi = _hair_nodes(size, "lighten")
+        nodes = nodes[:-2] + hn + [helper.make_node("Add", ["sum", "lighten"], ["total"])] + nodes[-2:]
+        inits += hi
     graph = helper.make_graph(nodes, "agelapse_contract_aging", inputs, outputs, inits)
-    return _save(graph, path, _metadata("agelapse-aging/1", size, AGING_TEMPLATE, metadata, drop_metadata))
+    return _save(graph, path, _metadata(f"agelapse-aging/{version}", size, AGING_TEMPLATE, metadata, drop_metadata))
 
 
-def _build_realistic_aging(path, *, size: int, width: int, metadata, drop) -> Path:
+def _build_realistic_aging(path, *, size: int, width: int, metadata, drop, version: int = 2) -> Path:
     rng = np.random.default_rng(0)
     k = len(DECADES)
-    inputs, outputs = _io(size, k)
+    inputs, outputs = _io(size, k, version)
     nodes, inits = [], [_c("axes23", np.array([2, 3], np.int64)), _c("ones_map", np.ones((1, 1, size, size), np.float32)),
                         _c("one", np.float32(1)), _c("scales", np.array([1, 1, 2, 2], np.float32))]
 
@@ -199,11 +236,15 @@ def _build_realistic_aging(path, *, size: int, width: int, metadata, drop) -> Pa
         helper.make_node("Sub", ["one", att], ["inv"]),
         helper.make_node("Mul", ["inv", colour], ["p1"]),
         helper.make_node("Mul", [att, "image"], ["p2"]),
-        helper.make_node("Add", ["p1", "p2"], ["aged"]),
+        helper.make_node("Add", ["p1", "p2"], ["mixed" if version >= 2 else "aged"]),
         helper.make_node("Identity", [att], ["attention"]),
     ]
+    if version >= 2:
+        hn, hi = _hair_nodes(size, "lighten")
+        nodes += hn + [helper.make_node("Add", ["mixed", "lighten"], ["aged"])]
+        inits += hi + [_c("axis1", np.array([1], np.int64))]
     graph = helper.make_graph(nodes, "agelapse_contract_aging_conv", inputs, outputs, inits)
-    meta = _metadata("agelapse-aging/1", size, AGING_TEMPLATE, metadata, drop)
+    meta = _metadata(f"agelapse-aging/{version}", size, AGING_TEMPLATE, metadata, drop)
     return _save(graph, path, meta)
 
 

@@ -70,7 +70,7 @@ def test_age_all_groups(capsys, photos, originals, contract_models_dir, tmp_path
 
 def test_age_groups_png_strengths_zero_and_overwrite(capsys, photos, originals, contract_models_dir, tmp_path):
     out_dir = tmp_path / "out"
-    zeros = [x for name in ("forehead", "eyes", "nose", "mouth", "cheeks") for x in ("--strength", f"{name}=0")]
+    zeros = [x for name in ("forehead", "eyes", "nose", "mouth", "cheeks", "hair") for x in ("--strength", f"{name}=0")]
     args = ["--models", contract_models_dir, "age", photos / "astro.jpg", "--group", "60-69", "--group", "70+",
             "--out", out_dir, "--format", "png", *zeros]
     code, lines, err = run(capsys, *args)

@@ -50,7 +50,7 @@ def test_load_models_uses_the_resolver_by_default(monkeypatch, contract_models_d
 
 def test_manifest_entries_match_the_files(contract_models_dir):
     data = json.loads((contract_models_dir / "manifest.json").read_text())
-    for name, fmt in (("aging.onnx", "agelapse-aging/1"), ("age.onnx", "agelapse-age/1")):
+    for name, fmt in (("aging.onnx", "agelapse-aging/2"), ("age.onnx", "agelapse-age/1")):
         entry = data["models"][name]
         path = contract_models_dir / name
         assert entry == {"sha256": sha256_of(path), "bytes": path.stat().st_size, "format": fmt}
@@ -138,7 +138,7 @@ def test_aging_metadata_key_missing(tmp_path, key):
 @pytest.mark.parametrize("meta, words", [
     ({"regions": json.dumps(["eyes", "forehead", "nose", "mouth", "cheeks"])}, "regions"),
     ({"regions": json.dumps(list(REGION_NAMES[:4]))}, "regions"),
-    ({"format": "agelapse-aging/2"}, "format"),
+    ({"format": "agelapse-aging/3"}, "format"),
     ({"image_size": "32"}, "axis"),  # the metadata disagrees with the tensors (64)
     ({"image_size": "big"}, "image_size"),
     ({"age_groups": json.dumps([[0, 9], [10, None], [20, 29], [30, 39], [40, 49], [50, 59], [60, 69], [70, None]])}, "open-ended"),
@@ -204,7 +204,7 @@ def test_aging_run_converts_and_depends_on_target_and_regions(contract_models_di
     images = rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
     regions = np.zeros((8, 5, 64, 64), np.float32)
     regions[:, 1, 16:48, 16:48] = 1.0
-    aged, attention = m.run(images, np.eye(8, dtype=np.float32), regions)
+    aged, attention = m.run(images, np.eye(8, dtype=np.float32), regions, np.repeat(_face_points(64), 8, 0), 0.0)
     assert aged.dtype == np.uint8 and aged.shape == (8, 64, 64, 3)
     assert attention.dtype == np.float32 and attention.shape == (8, 64, 64)
     outside = np.ones((64, 64), bool)
@@ -217,6 +217,51 @@ def test_aging_run_converts_and_depends_on_target_and_regions(contract_models_di
         m.run(images, np.eye(7, dtype=np.float32), regions)
     with pytest.raises(ValueError, match="uint8"):
         m.run(images.astype(np.float32), np.eye(8, dtype=np.float32), regions)
+
+
+def _face_points(size: int) -> np.ndarray:
+    from contract_model import AGING_TEMPLATE
+
+    return (np.array(AGING_TEMPLATE, np.float32) * size)[None]
+
+
+def test_aging_v2_takes_landmarks_and_hair(contract_models_dir):
+    m = AgingModel.load(contract_models_dir, providers="cpu")
+    assert m.format == "agelapse-aging/2" and m.takes_landmarks
+    images = np.full((2, 64, 64, 3), 100, np.uint8)
+    regions = np.zeros((2, 5, 64, 64), np.float32)
+    target = np.eye(8, dtype=np.float32)[[3, 3]]
+    pts = np.repeat(_face_points(64), 2, 0)
+    with pytest.raises(ValueError, match="landmarks"):
+        m.run(images, target, regions)
+    with pytest.raises(ValueError, match="landmarks must be"):
+        m.run(images, target, regions, pts[:, :5])
+    aged, _ = m.run(images, target, regions, pts, np.array([0.0, 1.0], np.float32))
+    assert np.array_equal(aged[0], images[0])  # hair 0, regions 0: nothing changes
+    assert (aged[1, :5] > images[1, :5]).all() and np.array_equal(aged[1, -5:], images[1, -5:])
+    lower = pts.copy()
+    lower[:, :, 1] += 10  # the face lower in the crop: the hair band follows the landmarks
+    moved, _ = m.run(images, target, regions, lower, 1.0)
+    band = lambda a: int((a[:, 0] > 100).sum())  # rows changed in column 0
+    assert band(moved[1]) > band(aged[1])
+
+
+def test_aging_v1_files_still_load_and_run(tmp_path):
+    path = build_aging_model(tmp_path / "aging.onnx", version=1)
+    m = AgingModel.load(path, providers="cpu", verify=False)
+    assert m.format == "agelapse-aging/1" and not m.takes_landmarks
+    images = np.full((1, 64, 64, 3), 100, np.uint8)
+    regions = np.ones((1, 5, 64, 64), np.float32)
+    aged, _ = m.run(images, np.eye(8, dtype=np.float32)[[7]], regions, landmarks=None, hair=0.0)
+    assert (aged > images).all()
+    aged_with, _ = m.run(images, np.eye(8, dtype=np.float32)[[7]], regions, _face_points(64), 1.0)
+    assert np.array_equal(aged, aged_with)  # a /1 file has no say over hair and landmarks
+
+
+def test_aging_v2_without_landmark_inputs_is_rejected(tmp_path):
+    path = build_aging_model(tmp_path / "aging.onnx", version=1, metadata={"format": "agelapse-aging/2"})
+    with pytest.raises(ModelError, match="landmarks"):
+        AgingModel.load(path, providers="cpu", verify=False)
 
 
 def test_age_estimate(contract_models_dir):

@@ -37,16 +37,17 @@ def test_explicit_provider_list_drops_unavailable(caplog):
 
 def test_shapes_metadata_and_run(contract_models_dir):
     s = OnnxSession(contract_models_dir / "aging.onnx", providers="cpu")
-    assert list(s.inputs) == ["image", "target", "regions"]
+    assert list(s.inputs) == ["image", "target", "regions", "landmarks", "hair"]
     assert s.inputs["image"] == (None, 3, 64, 64)
     assert s.inputs["target"] == (None, 8)
     assert s.outputs == {"aged": (None, 3, 64, 64), "attention": (None, 1, 64, 64)}
-    assert s.metadata["format"] == "agelapse-aging/1"
+    assert s.metadata["format"] == "agelapse-aging/2"
     assert s.metadata["image_size"] == "64"
 
     n = 3
     out = s.run({"image": np.zeros((n, 3, 64, 64)),  # float64 is converted to the declared float32
-                 "target": np.eye(8)[:n], "regions": np.full((n, 5, 64, 64), 0.2)})
+                 "target": np.eye(8)[:n], "regions": np.full((n, 5, 64, 64), 0.2),
+                 "landmarks": np.full((n, 68, 2), 32.0), "hair": np.ones(n)})
     assert set(out) == {"aged", "attention"}
     assert out["aged"].shape == (n, 3, 64, 64) and out["aged"].dtype == np.float32
     assert out["attention"].shape == (n, 1, 64, 64)

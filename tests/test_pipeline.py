@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from core.align import estimate_alignment, invert, warp_face
+from core.align import estimate_alignment, invert, transform_points, warp_face
 from core.faces import FaceFinder
 from core.models import AgeModel, AgingModel
-from core.pipeline import AgingPipeline, crop_mask, estimate_age, target_weights
+from core.pipeline import STRENGTH_NAMES, AgingPipeline, crop_mask, estimate_age, target_weights
 from core.regions import REGION_NAMES, region_masks
 
 
@@ -84,7 +84,7 @@ def test_strengths_scale_regions_and_validate(pipeline, astronaut, face):
 
 
 def test_zero_strengths_leave_the_photo_byte_identical(pipeline, astronaut, face):
-    prepared = pipeline.prepare(astronaut, face, {name: 0.0 for name in REGION_NAMES})
+    prepared = pipeline.prepare(astronaut, face, {name: 0.0 for name in STRENGTH_NAMES})
     results = pipeline.age_all_groups(prepared)
     for g in (0, 7):
         assert np.array_equal(pipeline.render(astronaut, prepared, results.aged[g]), astronaut)
@@ -101,6 +101,21 @@ def test_zero_strength_region_is_untouched_while_the_rest_ages(pipeline, astrona
     assert (aged_all[core_of_eyes] != astronaut[core_of_eyes]).mean() > 0.5  # with strength 1 the eyes change
     np.testing.assert_array_equal(aged_no_eyes[core_of_eyes], astronaut[core_of_eyes])
     assert (aged_no_eyes != astronaut).any(axis=2).sum() > 1000  # the other regions still age
+
+
+def test_hair_strength_and_landmarks_reach_the_model(pipeline, astronaut, face):
+    prepared = pipeline.prepare(astronaut, face, {"hair": 0.0})
+    s = prepared.size
+    expected = transform_points(face.landmarks, prepared.matrix)
+    np.testing.assert_allclose(prepared.landmarks, expected, atol=1e-4)
+    assert prepared.hair == 0.0 and pipeline.prepare(astronaut, face).hair == 1.0
+    no_hair = pipeline.age_all_groups(prepared).aged[0].astype(int)
+    hair = pipeline.age_all_groups(pipeline.prepare(astronaut, face, {"hair": 1.5})).aged[0].astype(int)
+    brow_y = prepared.landmarks[17:27, 1].mean()
+    high = int(brow_y - 0.3 * s)  # well above the brows: the contract model's hair band
+    assert high > 2 and (hair[:high] > no_hair[:high]).mean() > 0.9
+    low = int(brow_y + 0.3 * s)
+    np.testing.assert_array_equal(hair[low:], no_hair[low:])  # below the brows the hair has no say
 
 
 def test_pixels_outside_the_paste_mask_are_identical(pipeline, astronaut, face):
