@@ -1,4 +1,4 @@
-"""python -m training {preprocess, age, aging, baseline, prototype, export, evaluate, showcase} — see README.md."""
+"""python -m training {preprocess, age, judge, aging, baseline, prototype, export, evaluate, showcase} — see README.md."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description="Train and export Agelapse's models.")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name, text in (("age", "train the age model"), ("aging", "train the aging model")):
+    for name, text in (("age", "train the age model"), ("aging", "train the aging model"),
+                       ("judge", "train the independent age judge (evaluation only, training/judges)")):
         _common(sub.add_parser(name, help=text))
     p = sub.add_parser("preprocess", help="landmark, align and cache a dataset")
     p.add_argument("--data", required=True)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", nargs="*", default=[], help="real photos to age in place")
     p.add_argument("--out", required=True, help="output folder, e.g. docs/")
     p = sub.add_parser("export", help="export a run to ONNX")
-    p.add_argument("run", help="run folder (age or aging)")
+    p.add_argument("run", help="run folder (age, judge or aging)")
     p.add_argument("--out", required=True, help="models folder, e.g. resources/models")
     p.add_argument("--metrics", default=None, help="evaluation JSON to embed")
     p.add_argument("--weights", default="ema", choices=("ema", "model"), help="moving-average (default) or last weights")
@@ -102,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             chip = 200.0 if _looks_utk(samples) else None
             preprocess(samples, Path(args.out), size=args.size, workers=args.workers, chip_frame=chip)
             return 0
-        if args.cmd in ("age", "aging"):
+        if args.cmd in ("age", "aging", "judge"):
             from . import config
 
-            cls = config.AgeConfig if args.cmd == "age" else config.AgingConfig
+            cls = {"age": config.AgeConfig, "aging": config.AgingConfig, "judge": config.JudgeConfig}[args.cmd]
             saved_path = Path(args.out) / "config.json"
             if args.resume and saved_path.is_file():
                 # a resumed run keeps its own config; --set may still change a value (e.g. steps)
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             cache = _cache_for(args, cfg)
             if args.cmd == "age":
                 from .train_age import train
+            elif args.cmd == "judge":
+                from .judges.train import train
             else:
                 from .train_aging import train
             train(cfg, cache, Path(args.out), resume=args.resume)

@@ -44,6 +44,8 @@ def _from_onnx(path: Path) -> dict:
     meta = {p.key: p.value for p in model.metadata_props}
     if meta.get("format") != "agelapse-age/1":
         raise ValueError(f"{path} is not an age model (format {meta.get('format')!r})")
+    if meta.get("role") == "judge":
+        raise ValueError(f"{path} is an age judge: it only measures, it never guides training (training/judges)")
     weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer}
     width = int(weights["net.stem.0.weight"].shape[0])
     max_age = int(weights["net.fc.bias"].shape[0]) - 1

@@ -46,6 +46,25 @@ class AgeConfig(CommonConfig):
 
 
 @dataclass
+class JudgeConfig(CommonConfig):
+    """The independent age judge (training/judges): evaluation only, never guides training."""
+
+    input_size: int = 128  # the full aligned crop (the age model sees it downscaled to 96)
+    width: int = 16  # channels of the first stage (training/judges/net.py's STAGES scale from it)
+    expand: int = 4  # inverted residual expansion
+    head: int = 384  # channels of the 1x1 head before the global average
+    max_age: int = 100  # probs cover 0..max_age
+    tta_flip: bool = True  # the estimate averages the face and its mirror image
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    steps: int = 3000  # about 75 minutes on one thread of a shared 2-core CPU (45 images/s)
+    batch: int = 64
+    ema: float = 0.998
+    seed: int = 20260
+    checkpoint_every: int = 500  # each validation pass (EMA and last weights, with the mirror) takes ~75 s here
+
+
+@dataclass
 class AgingConfig(CommonConfig):
     age_groups: list = field(default_factory=lambda: [list(g) for g in DECADES])
     age_model: str = ""  # run folder or age.onnx-free checkpoint of a trained age model (frozen age guidance)

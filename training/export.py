@@ -50,9 +50,16 @@ def build_module(state: dict, weights: str = "ema") -> tuple[torch.nn.Module, di
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', not {weights!r}")
     kind = state.get("kind")
-    if kind not in ("age", "aging", "baseline", "prototype"):
-        raise ValueError(f"unknown checkpoint kind {kind!r} (expected age, aging, baseline or prototype)")
+    if kind not in ("age", "judge", "aging", "baseline", "prototype"):
+        raise ValueError(f"unknown checkpoint kind {kind!r} (expected age, judge, aging, baseline or prototype)")
     cfg = state["config"]
+    if kind == "judge":  # the independent age judge (training/judges): an age model that only referees
+        from .judges import ROLE
+        from .judges.net import JudgeNet
+
+        net = JudgeNet.from_config(cfg)
+        net.load_state_dict(state["ema"] if weights == "ema" else state["model"])
+        return AgeExport(net).eval(), {"format": "agelapse-age/1", "image_size": cfg["input_size"], "role": ROLE}
     if kind == "age":
         net = AgeNet(cfg["width"], cfg["max_age"])
         net.load_state_dict(state["ema"] if weights == "ema" else state["model"])
@@ -104,6 +111,10 @@ def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str 
     fmt = meta["format"]
     size = int(meta["image_size"])
     groups = len(meta.get("age_groups", [])) or 1
+    if name is None and meta.get("role") == "judge":
+        from .judges import JUDGE_FILE
+
+        name = JUDGE_FILE
     name = name or ("age.onnx" if fmt == "agelapse-age/1" else "aging.onnx")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
