@@ -468,17 +468,21 @@ def test_prototype_model_builds_and_exports(tiny_cache, age_run, tmp_path):
     assert cv2.imread(str(run / "prototypes.png")).shape == (2 * SIZE, 8 * SIZE, 3)
     texport.export_run(run, tmp_path / "models")
     model = AgingModel.load(tmp_path / "models", providers="cpu")
+    assert model.format == "agelapse-aging/2"
     x, t, r = _real_inputs(tiny_cache, 3, 8)
+    cache = FaceCache(tiny_cache)
+    lm = torch.from_numpy(np.asarray(cache.landmarks[cache.indices("test")[:3]])).float()
+    hair = torch.tensor([1.0, 0.0, 1.5])
     module, _ = texport.build_module(state)
-    feed = {"image": x.numpy(), "target": t.numpy(), "regions": r.numpy()}
+    feed = {"image": x.numpy(), "target": t.numpy(), "regions": r.numpy(), "landmarks": lm.numpy(), "hair": hair.numpy()}
     with torch.no_grad():
-        ref, _ = module(x, t, r)
+        ref, _ = module(x, t, r, lm, hair)
         source = module.source(x)
-        same, keep = module(x, source, r)  # target = the face's own age: nothing to change
+        same, keep = module(x, source, r, lm, hair)  # target = the face's own age: nothing to change
     np.testing.assert_allclose(model.session.run(feed)["aged"], ref.numpy(), atol=1e-4)
     np.testing.assert_allclose(same.numpy(), x.numpy(), atol=1e-5)
     assert keep.min() > 0.999
-    zero = model.session.run({**feed, "regions": np.zeros_like(feed["regions"])})
+    zero = model.session.run({**feed, "regions": np.zeros_like(feed["regions"]), "hair": np.zeros(3, np.float32)})
     assert np.abs(zero["aged"] - x.numpy())[:, :, :4, :4].max() < 1e-3
 
 
@@ -498,21 +502,36 @@ def test_mesh_warps_a_face_onto_the_mean_shape(tiny_cache):
     np.testing.assert_allclose(mesh.to_mean(ramp, mean)[..., :2], ramp[..., :2], atol=1e-3)  # the mean shape: unchanged
 
 
+def _mean_shape(s: int) -> torch.Tensor:
+    from contract_model import AGING_TEMPLATE
+
+    return torch.tensor(AGING_TEMPLATE, dtype=torch.float32) * s
+
+
 def _flat_protos(k: int = 8, s: int = 32) -> dict:
-    return {"textures": torch.zeros(k, 3, s, s), "log_energy": torch.zeros(k, 3, s, s), "flows": torch.zeros(k, 2, s, s)}
+    return {"textures": torch.zeros(k, 3, s, s), "log_energy": torch.zeros(k, 3, s, s), "flows": torch.zeros(k, 2, s, s),
+            "mean_shape": _mean_shape(s)}
 
 
-def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0):
+def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0, tone_gain: float = 1.0):
     """A PrototypeAger on hand-made prototypes with plain settings (no blur, no saturation, no
-    group scaling) that takes every face for a member of group ``source``."""
+    group scaling, no hair) that takes every face for a member of group ``source``."""
     from training.prototype import PrototypeAger
 
     k, s = protos["textures"].shape[0], protos["textures"].shape[-1]
     ones = torch.ones(s, s)
     m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=gains, colour_sigma=0.0, detail_limit=1.0,
-                      group_scale=(1.0,) * k, detail_coring=coring)
+                      group_scale=(1.0,) * k, detail_coring=coring, tone_gain=tone_gain, shape_scale=(1.0,) * k,
+                      hair_levels=(0.0,) * k, brow_levels=(0.0,) * k)
     m.source = lambda image: torch.eye(k)[[source] * len(image)]
     return m.eval()
+
+
+def _run(ager, image, target, regions, landmarks=None):
+    """One call of the /2 contract: the face at the mean shape unless ``landmarks`` says otherwise."""
+    n, s = image.shape[0], image.shape[-1]
+    lm = (_mean_shape(s) if landmarks is None else landmarks).expand(n, -1, -1)
+    return ager(image, target.expand(n, -1), regions.expand(n, -1, -1, -1), lm, torch.ones(n))
 
 
 def _gate_everywhere(s: int = 32) -> torch.Tensor:
@@ -528,28 +547,84 @@ def test_prototype_transform_follows_its_prototypes():
     s, k = 32, 8
     protos = _flat_protos(k, s)
     warm = torch.tensor([0.3, 0.1, -0.1])
-    protos["textures"][7] = warm[:, None, None]  # the oldest group: warmer, twice the fine detail, features 2 px right
+    protos["textures"][7] = warm[:, None, None]  # the oldest group: warmer skin, twice the fine detail, features 2 px right
     protos["log_energy"][7] = math.log(2.0)
     protos["flows"][7, 0] = 2.0
     ager = lambda gains, source: _fixed_ager(protos, gains, source)
     regions = _gate_everywhere(s)
     young, old = torch.eye(k)[[0]], torch.eye(k)[[7]]
+    tone = torch.log(1 + warm)  # the old group's skin relative to the young group's, as a log ratio
     g = torch.Generator().manual_seed(0)
     noise = (torch.rand(1, 1, s, s, generator=g) * 0.4 - 0.2).expand(-1, 3, -1, -1)
+    to01 = lambda x: (x + 1) / 2
     with torch.no_grad():
-        aged, _ = ager((1, 0, 0), 0)(noise, old, regions)  # a black-and-white photo: the change's grey part only
-        np.testing.assert_allclose((aged - noise).numpy(), float(warm @ torch.tensor(LUMA)), atol=1e-5)
+        aged, _ = _run(ager((1, 0, 0), 0), noise, old, regions)  # a black-and-white photo: the change's grey part only
+        assert torch.allclose(aged[:, 0], aged[:, 1], atol=1e-6) and torch.allclose(aged[:, 1], aged[:, 2], atol=1e-6)
+        np.testing.assert_allclose((to01(aged) / to01(noise)).numpy(), math.exp(float(tone @ torch.tensor(LUMA))), rtol=1e-4)
         colourful = noise * torch.tensor([1.0, 0.3, 0.2])[:, None, None] + torch.tensor([0.2, -0.3, -0.5])[:, None, None]
-        aged, _ = ager((1, 0, 0), 0)(colourful, old, regions)  # a colour photo: the whole change, chroma included
-        np.testing.assert_allclose((aged - colourful).mean((0, 2, 3)).numpy(), warm.numpy(), atol=1e-5)
+        aged, _ = _run(ager((1, 0, 0), 0), colourful, old, regions)  # a colour photo: the whole change, chroma included
+        np.testing.assert_allclose((to01(aged) / to01(colourful)).mean((0, 2, 3)).numpy(), torch.exp(tone).numpy(), rtol=1e-4)
         fine = lambda img: (img - F.avg_pool2d(F.pad(img, (1, 1, 1, 1), mode="reflect"), 3, 1)).std().item()
-        older, _ = ager((0, 1, 0), 0)(noise, old, regions)
-        younger, _ = ager((0, 1, 0), 7)(noise, young, regions)
+        older, _ = _run(ager((0, 1, 0), 0), noise, old, regions)
+        younger, _ = _run(ager((0, 1, 0), 7), noise, young, regions)
         assert fine(older) > 1.4 * fine(noise) and fine(younger) < 0.75 * fine(noise)
         ys, xs = torch.meshgrid(torch.arange(s).float(), torch.arange(s).float(), indexing="ij")
         ramp = (xs / (s - 1) * 2 - 1)[None, None].expand(1, 3, -1, -1)
-        moved, _ = ager((0, 0, 1), 0)(ramp, old, regions)
+        moved, _ = _run(_fixed_ager(protos, (0, 0, 1), 0, tone_gain=0.0), ramp, old, regions)
     np.testing.assert_allclose(moved[0, 0, :, 4:].numpy(), ramp[0, 0, :, 2:-2].numpy(), atol=1e-5)  # 2 px right
+
+
+def test_skin_tone_changes_by_the_same_fraction_for_every_skin():
+    """A dark and a light face aged alike: the tone changes both by the same ratio, and the
+    prototypes' pattern (a fold) shades each in proportion to its own brightness."""
+    s, k = 32, 8
+    protos = _flat_protos(k, s)
+    protos["textures"][7] = -0.1  # the oldest group: a little darker skin ...
+    protos["textures"][7, :, 10:20, 4:8] = -0.5  # ... and a fold on the left cheek
+    regions = _gate_everywhere(s)
+    old = torch.eye(k)[[7]]
+    dark = torch.full((1, 3, s, s), -0.6)  # 0.2 of the range
+    light = torch.full((1, 3, s, s), 0.4)  # 0.7 of the range
+    with torch.no_grad():
+        tone_only = _fixed_ager(protos, (0, 0, 0), 0)
+        a, b = (_run(tone_only, x, old, regions)[0] for x in (dark, light))
+        ra, rb = (a + 1) / (dark + 1), (b + 1) / (light + 1)
+        assert torch.allclose(ra, rb, atol=1e-5) and ra.mean() < 0.99  # the same fraction darker
+        pattern_only = _fixed_ager(protos, (1, 0, 0), 0, tone_gain=0.0)
+        fold = lambda x: (lambda y: (y[..., 10:20, 4:8].mean() - y[..., 10:20, 20:28].mean()).item())(_run(pattern_only, x, old, regions)[0])
+        assert fold(dark) < 0 and fold(light) < 0
+        assert fold(dark) / fold(light) == pytest.approx(0.2 / 0.7, rel=0.05)
+
+
+def test_prototypes_land_on_the_persons_own_features():
+    """A template-space feature (a dark fold below the left eye of the mean face) is applied
+    where this face's left eye is: a face shifted and turned in the crop gets it there, not at
+    the template's place."""
+    s, k = 64, 8
+    protos = _flat_protos(k, s)
+    mean = protos["mean_shape"]
+    cx, cy = mean[36:42].mean(0).round().int().tolist()
+    protos["textures"][7, :, cy + 4 : cy + 8, cx - 3 : cx + 4] = -0.6
+    ager = _fixed_ager(protos, (1, 0, 0), 0, tone_gain=0.0)
+    regions = _gate_everywhere(s)
+    moved = mean.clone()
+    moved[:, 0] += 6  # 6 px to the right ...
+    moved[36:48, 0] += 2 * (moved[36:48, 0] - moved[27, 0]).sign()  # ... and the far side's features squeezed
+    moved[36:42, 0] += 3  # the left eye nearer the nose, as on a turned face
+    flat = torch.zeros(1, 3, s, s)
+    with torch.no_grad():
+        at_mean, _ = _run(ager, flat, torch.eye(k)[[7]], regions)
+        at_person, _ = _run(ager, flat, torch.eye(k)[[7]], regions, moved)
+    def darkest(img):  # the centre of the fold: where the image is darker than half its darkest
+        dark = (img[0, 0] < 0.5 * img[0, 0].min()).float()
+        ys, xs = torch.meshgrid(torch.arange(s).float(), torch.arange(s).float(), indexing="ij")
+        return float((ys * dark).sum() / dark.sum()), float((xs * dark).sum() / dark.sum())
+
+    ey, ex = moved[36:42].mean(0).tolist()[::-1]
+    (y0, x0), (y1, x1) = darkest(at_mean), darkest(at_person)
+    assert abs(x0 - (cx + 0.5)) <= 1 and abs(y0 - (cy + 5.5)) <= 1
+    assert abs(x1 - (ex + 0.5)) <= 2 and abs(y1 - (ey + 5.5)) <= 2  # the eye and cheek triangles deform unevenly
+    assert x1 - x0 >= 6
 
 
 def test_evaluate_on_exported_models(models_dir, tiny_cache, tmp_path, capsys):
@@ -663,7 +738,7 @@ def test_coring_deepens_lines_but_not_noise():
     gain = lambda out, x: ((out - x).abs().mean() / x.abs().mean()).item()
     with torch.no_grad():
         plain, cored = ager(0.0, 0), ager(0.02, 0)
-        assert gain(cored(faint, old, regions)[0], faint) < 0.2 * gain(plain(faint, old, regions)[0], faint)
-        assert gain(cored(strong, old, regions)[0], strong) > 0.7 * gain(plain(strong, old, regions)[0], strong) > 0.2
-        np.testing.assert_allclose(ager(0.02, 7)(faint, young, regions)[0].numpy(), ager(0.0, 7)(faint, young, regions)[0].numpy(),
-                                   atol=1e-6)
+        assert gain(_run(cored, faint, old, regions)[0], faint) < 0.2 * gain(_run(plain, faint, old, regions)[0], faint)
+        assert gain(_run(cored, strong, old, regions)[0], strong) > 0.7 * gain(_run(plain, strong, old, regions)[0], strong) > 0.2
+        np.testing.assert_allclose(_run(ager(0.02, 7), faint, young, regions)[0].numpy(),
+                                   _run(ager(0.0, 7), faint, young, regions)[0].numpy(), atol=1e-6)

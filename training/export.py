@@ -86,19 +86,28 @@ def build_module(state: dict, weights: str = "ema") -> tuple[torch.nn.Module, di
             module = PrototypeAger.from_state(state)
         else:
             module = MeanFaceAger.from_state(state)
-        meta = {"format": "agelapse-aging/1", "image_size": state["image_size"], "age_groups": cfg["age_groups"],
+        # the prototype model takes the face's landmarks and the hair strength (contract /2)
+        fmt = "agelapse-aging/2" if kind == "prototype" else "agelapse-aging/1"
+        meta = {"format": fmt, "image_size": state["image_size"], "age_groups": cfg["age_groups"],
                 "regions": list(REGION_NAMES)}
         return module.eval(), meta
 
 
-def example_inputs(kind_format: str, size: int, groups: int, batch: int = 2, seed: int = 0):
+def example_inputs(kind_format: str, size: int, groups: int, batch: int = 2, seed: int = 0, template=None):
+    """Inputs to trace and to check parity with; ``template`` (68 [x, y] in [0, 1]) places the
+    landmarks of a ``/2`` model (moved a little per face, as a person's would be)."""
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
     if kind_format == "agelapse-age/1":
         return (image,)
     target = torch.eye(groups)[torch.arange(batch) % groups]
     regions = torch.rand(batch, 5, size, size, generator=g)
-    return image, target, regions
+    if kind_format == "agelapse-aging/1":
+        return image, target, regions
+    points = torch.tensor(template, dtype=torch.float32) * size
+    landmarks = points + torch.randn(batch, 68, 2, generator=g) * (size / 128)
+    hair = torch.rand(batch, generator=g) * 1.5
+    return image, target, regions, landmarks, hair
 
 
 def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str | None = None, weights: str = "ema") -> Path:
@@ -120,14 +129,15 @@ def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
     tmp = out_dir / (name + ".tmp")
-    inputs = example_inputs(fmt, size, groups)
+    inputs = example_inputs(fmt, size, groups, template=state.get("template"))
     n = torch.export.Dim("batch", min=1, max=1024)
     if fmt == "agelapse-age/1":
         in_names, out_names = ["image"], ["age", "probs"]
-        dyn = {"image": {0: n}}
-    else:
+    elif fmt == "agelapse-aging/1":
         in_names, out_names = ["image", "target", "regions"], ["aged", "attention"]
-        dyn = {"image": {0: n}, "target": {0: n}, "regions": {0: n}}
+    else:
+        in_names, out_names = ["image", "target", "regions", "landmarks", "hair"], ["aged", "attention"]
+    dyn = {name: {0: n} for name in in_names}
     with torch.no_grad():
         program = torch.onnx.export(module, inputs, input_names=in_names, output_names=out_names, dynamic_shapes=dyn,
                                     opset_version=OPSET, dynamo=True, external_data=False, verbose=False)

@@ -1,5 +1,6 @@
 """The prototype aging model: age-group prototypes of shape, colour and texture, learned from the
-training split, applied to one face (Burt & Perrett 1995; Tiddeman, Burt & Perrett 2001).
+training split, applied to one face on its own landmarks (Burt & Perrett 1995; Tiddeman, Burt &
+Perrett 2001), plus greying hair. Contract ``agelapse-aging/2``.
 
 Learned once from the aligned cache (no gradient descent, minutes on a CPU):
 - a mean shape per age group (the 68 landmarks) and the displacement field from the overall mean
@@ -9,13 +10,25 @@ Learned once from the aligned cache (no gradient descent, minutes on a CPU):
 - texture energy: the mean local amplitude of three detail bands of the luminance (fine lines,
   wrinkles, folds) per group and pixel, averaged as amplitudes so wrinkles do not cancel out.
 
-Applied (all in the exported ONNX graph, the source group estimated by the age model it carries,
-w = target - p(source)):  colour/shape-free texture + sum_k w_k T_k; each detail band of the face
-scaled by exp(sum_k w_k log E_k) (the face keeps its own wrinkles, deepened or smoothed, Tiddeman's
-texture transform); then the face is warped by sum_k w_k F_k (a child's lower face lengthens, an
-old face's features sag). The per-region strengths scale every part through the same gate as the
-generator. The model cannot invent a wrinkle the prototypes do not share, and it changes nothing
-it was not shown by the data: it is the fallback the GAN must beat, and a prior it can start from.
+Applied, all in the exported ONNX graph, with w = target - p(source) (the source's distribution
+over the groups estimated by the age model it carries):
+1. Everything learned lives in the template's coordinates; a piecewise-affine map over the mesh
+   (training/warp.py), computed from the ``landmarks`` input, puts it on this face's features, so
+   a turned face gets its folds at its own nose and cheeks, not the template's.
+2. Colour, in two parts: the skin's overall tone per group as a ratio (x * exp(sum_k w_k tone_k):
+   a dark and a light skin change by the same fraction, so no skin is lightened more than
+   another), and the pattern around it (folds, lips, shading) added in proportion to the
+   person's own skin brightness. The eyes and brows keep their own colour (a child's iris fills
+   more of the opening; an old face made young keeps its brows). Chroma only as far as the
+   photo has colour.
+3. Texture: each detail band of the face scaled by exp(sum_k w_k log E_k) (the face keeps its own
+   wrinkles, deepened or smoothed: Tiddeman's texture transform), cored and saturated.
+4. Hair and brows grey towards old targets (training/hair.py), by the ``hair`` strength.
+5. Shape: the face is warped by sum_k w_k F_k (a child's lower face lengthens, an adult made a
+   child gets a larger forehead and eyes and a smaller jaw), faded smoothly over the whole face.
+The per-region strengths gate the colour and texture (softened at the edges, so no change ends
+in a seam) and the shape by their mean. The model cannot invent a wrinkle the prototypes do not
+share: it is the fallback the learned network must beat, and the teacher it starts from.
 """
 
 from __future__ import annotations
@@ -30,12 +43,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core.regions import face_mask
+from core.regions import REGION_NAMES, face_mask, region_masks
 from .age_source import load_age_state
 from .baseline import cover_and_head
-from .nets import AgeNet, group_probs, strength_gate
+from .filters import Blur
+from .hair import HairGreying
+from .nets import AgeNet, group_probs
 from .preprocess import FaceCache
 from .runtime import save_checkpoint
+from .warp import TemplateMap
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +72,12 @@ LUMA = (0.299, 0.587, 0.114)
 # young face aged to 60+ gets crackle (its amplified grain) that the age model reads as age but a
 # person reads as damage; 0.02 was cleaner still but cost 3-5 estimated years (MODEL_CARD.md).
 SETTINGS = {"gains": (1.75, 2.5, 1.6), "max_log_ratio": 1.2, "colour_sigma": 1.2, "detail_limit": 0.05,
-            "group_scale": (0.6, 1.0, 1.0, 1.0, 1.1, 1.2, 1.5, 1.25), "detail_coring": 0.01}
+            "group_scale": (0.6, 1.0, 1.0, 1.0, 1.1, 1.2, 1.5, 1.25), "detail_coring": 0.01,
+            "tone_gain": 0.5, "shape_scale": (1.5, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
+            "hair_levels": (0.0, 0.0, 0.0, 0.05, 0.2, 0.45, 0.7, 0.9),
+            "brow_levels": (0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.45)}
+SOFT_EDGE = 2.0  # px at 128: the colour and detail changes fade over the region masks' edge and more
+FLOW_EDGE = 6.0  # px at 128: the shape change fades over a wider band
 
 
 def _border_points(size: int, per_side: int = 4) -> np.ndarray:
@@ -64,6 +85,20 @@ def _border_points(size: int, per_side: int = 4) -> np.ndarray:
     e = size - 1
     pts = [(x, 0) for x in t] + [(e, y) for y in t] + [(e - x, e) for x in t] + [(0, e - y) for y in t]
     return np.array(pts, dtype=np.float64)
+
+
+def triangulate(shape: np.ndarray, border: np.ndarray, size: int) -> np.ndarray:
+    """(T, 3) indices into [shape; border]: the Delaunay triangulation of the points."""
+    pts = np.concatenate([shape, border])
+    sub = cv2.Subdiv2D((-1, -1, size + 2, size + 2))
+    for p in pts:
+        sub.insert((float(p[0]), float(p[1])))
+    tris = []
+    for t in sub.getTriangleList().reshape(-1, 3, 2):
+        idx = [int(np.argmin(((pts - v) ** 2).sum(1))) for v in t]
+        if np.allclose(pts[idx], t, atol=1e-3) and len(set(idx)) == 3:
+            tris.append(idx)
+    return np.array(tris)
 
 
 class Mesh:
@@ -74,15 +109,7 @@ class Mesh:
         self.size = size
         self.border = _border_points(size)
         pts = np.concatenate([mean_shape, self.border])
-        sub = cv2.Subdiv2D((-1, -1, size + 2, size + 2))
-        for p in pts:
-            sub.insert((float(p[0]), float(p[1])))
-        tris = []
-        for t in sub.getTriangleList().reshape(-1, 3, 2):
-            idx = [int(np.argmin(((pts - v) ** 2).sum(1))) for v in t]
-            if np.allclose(pts[idx], t, atol=1e-3) and len(set(idx)) == 3:
-                tris.append(idx)
-        self.tris = np.array(tris)
+        self.tris = triangulate(mean_shape, self.border, size)
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
         grid = np.stack([xx.ravel(), yy.ravel()], 1)
         a, b, c = (pts[self.tris[:, i]] for i in range(3))
@@ -233,84 +260,100 @@ def _neutralise(tex: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
     return tex * (1 - inner) + tex.mean(0, keepdims=True) * inner
 
 
-def _kernel(sigma: float) -> torch.Tensor:
-    r = int(np.ceil(3 * sigma))
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
+def brows_and_eyes(points: np.ndarray, size: int) -> np.ndarray:
+    """The brows (17-26) and the eyes with their lash lines (36-47, widened) on a face with these
+    landmarks, soft-edged: where an age group's colour says more about its members' eyes (a
+    child's iris fills more of the opening) and brows than about aging."""
+    d = float(np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0)))
+    mask = np.zeros((size, size), np.float32)
+    for idx in (range(17, 22), range(22, 27)):
+        line = np.round(points[list(idx)] * 16).astype(np.int32)
+        cv2.polylines(mask, [line], False, 1.0, max(1, int(round(0.22 * d))), cv2.LINE_AA, shift=4)
+    for idx in (range(36, 42), range(42, 48)):
+        cv2.fillPoly(mask, [np.round(points[list(idx)] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    r = max(1, int(round(0.12 * d)))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return np.clip(_gauss(mask, 0.06 * d), 0, 1)
 
 
-class Blur(nn.Module):
-    """Separable Gaussian blur of one-channel maps with reflected borders (exports as two convs)."""
-
-    def __init__(self, sigma: float):
-        super().__init__()
-        k = _kernel(sigma)
-        self.r = (len(k) - 1) // 2
-        self.register_buffer("kx", k.view(1, 1, 1, -1))
-        self.register_buffer("ky", k.view(1, 1, -1, 1))
-
-    def forward(self, x):
-        x = F.conv2d(F.pad(x, (self.r, self.r, 0, 0), mode="reflect"), self.kx)
-        return F.conv2d(F.pad(x, (0, 0, self.r, self.r), mode="reflect"), self.ky)
+def skin_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """Forehead, nose and cheeks on a face with these landmarks: where a skin tone is read."""
+    masks = region_masks(points, (size, size))
+    return np.maximum.reduce([masks[REGION_NAMES.index(n)] for n in ("forehead", "nose", "cheeks")])
 
 
 class PrototypeAger(nn.Module):
-    """(image, target, regions) -> (aged, keep), the aging contract; see the module docstring.
-    The settings are those of SETTINGS."""
+    """(image, target, regions, landmarks, hair) -> (aged, keep): the ``agelapse-aging/2``
+    contract. See the module docstring; the settings are those of SETTINGS."""
 
     def __init__(self, protos: dict, age_net: AgeNet, age_size: int, groups: list, cover: torch.Tensor,
                  head: torch.Tensor, gains=SETTINGS["gains"], max_log_ratio: float = SETTINGS["max_log_ratio"],
                  colour_sigma: float = SETTINGS["colour_sigma"], detail_limit: float = SETTINGS["detail_limit"],
-                 group_scale=SETTINGS["group_scale"], detail_coring: float = SETTINGS["detail_coring"]):
+                 group_scale=SETTINGS["group_scale"], detail_coring: float = SETTINGS["detail_coring"],
+                 tone_gain: float = SETTINGS["tone_gain"], shape_scale=SETTINGS["shape_scale"],
+                 hair_levels=SETTINGS["hair_levels"], brow_levels=SETTINGS["brow_levels"]):
         super().__init__()
         size = protos["textures"].shape[-1]
-        if len(group_scale) != len(groups):
-            raise ValueError(f"group_scale has {len(group_scale)} values for {len(groups)} age groups")
+        k = len(groups)
+        for name, values in (("group_scale", group_scale), ("shape_scale", shape_scale),
+                             ("hair_levels", hair_levels), ("brow_levels", brow_levels)):
+            if len(values) != k:
+                raise ValueError(f"{name} has {len(values)} values for {k} age groups")
         scale = torch.tensor([float(v) for v in group_scale]).view(-1, 1, 1, 1)
-        protos = {k: (v.mean(0, keepdim=True) + scale * (v - v.mean(0, keepdim=True)) if k in ("textures", "log_energy", "flows") else v)
-                  for k, v in protos.items()}
-        textures = protos["textures"].float()
+        shape = torch.tensor([float(v) for v in shape_scale]).view(-1, 1, 1, 1)
+        spread = lambda v, s: v.mean(0, keepdim=True) + s * (v - v.mean(0, keepdim=True))
+        mean_shape = protos["mean_shape"].numpy().astype(np.float64)
+        textures = spread(protos["textures"].float(), scale)
         if colour_sigma > 0:  # softer prototype edges: a fold of the average face lands a little off on a person
-            k = textures.shape[0]
             textures = Blur(colour_sigma)(textures.reshape(k * 3, 1, size, size)).reshape(k, 3, size, size)
-        self.register_buffer("textures", textures)
-        self.register_buffer("log_energy", protos["log_energy"].float())
+        # colour, split in two: the skin's overall tone per group, applied as a ratio (aging darkens
+        # or yellows a dark and a light skin by the same fraction), and the pattern around it
+        # (folds, lips, shading), added in proportion to the person's skin brightness; the brows
+        # and eyes keep their own colour (a white brow made young stays the person's own; the
+        # hair model greys brows)
+        skin = torch.from_numpy(skin_mask(mean_shape, size)).float().view(1, 1, size, size)
+        t01 = (textures + 1) * 0.5
+        skin_mean = (t01 * skin).sum((2, 3)) / skin.sum()  # (K, 3)
+        log_skin = torch.log(skin_mean.clamp_min(0.02))
+        self.register_buffer("tone", log_skin - log_skin.mean(0, keepdim=True))
+        pattern = t01 - skin_mean.view(k, 3, 1, 1)
+        pattern = (pattern - pattern.mean(0, keepdim=True)) * (1 - torch.from_numpy(brows_and_eyes(mean_shape, size)).float())
+        self.register_buffer("pattern", pattern)
+        self.register_buffer("skin", skin)
+        self.register_buffer("ref_skin", (skin_mean.mean(0) * torch.tensor(LUMA)).sum())
+        self.register_buffer("log_energy", spread(protos["log_energy"].float(), scale))
         self.register_buffer("band_weights", torch.tensor(BAND_WEIGHTS).view(1, -1, 1, 1))
-        self.register_buffer("flows", protos["flows"].float() * (2.0 / (size - 1)))  # grid_sample units, align_corners
+        self.register_buffer("flows", spread(protos["flows"].float(), scale * shape))  # template pixels
         self.register_buffer("cover", cover.reshape(1, 1, size, size).float())
         self.register_buffer("head", head.reshape(1, 1, size, size).float())
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
-        t = textures
-        self.register_buffer("ref_chroma", ((t - (t * self.luma).sum(1, keepdim=True)).abs() * self.cover).sum() / (3 * len(t) * self.cover.sum()))
+        self.register_buffer("ref_chroma", ((t01 - (t01 * self.luma).sum(1, keepdim=True)).abs() * self.cover).sum() / (3 * k * self.cover.sum()))
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
         self.register_buffer("base_grid", torch.stack([xs, ys], -1)[None])  # (1, S, S, 2), align_corners=True
+        self.register_buffer("hair_levels", torch.tensor([float(v) for v in hair_levels]))
+        self.register_buffer("brow_levels", torch.tensor([float(v) for v in brow_levels]))
+        border = _border_points(size)
+        self.map = TemplateMap(np.concatenate([mean_shape, border]), triangulate(mean_shape, border, size), size)
+        self.hair = HairGreying(size)
         self.blurs = nn.ModuleList(Blur(s) for s in BAND_SIGMAS)
+        self.soft = Blur(SOFT_EDGE * size / 128)
+        self.flow_soft = Blur(FLOW_EDGE * size / 128)
         self.age_net, self.age_size = age_net, age_size
         self.groups = [list(g) for g in groups]
         self.gains = tuple(float(g) for g in gains)
         self.max_log_ratio = float(max_log_ratio)
         self.detail_limit = float(detail_limit)
         self.detail_coring = float(detail_coring)
+        self.tone_gain = float(tone_gain)
 
     def source(self, image):
         small = F.interpolate(image, size=(self.age_size, self.age_size), mode="bilinear", align_corners=False, antialias=True)
         return group_probs(torch.softmax(self.age_net(small), 1), self.groups)
 
-    def forward(self, image, target, regions):
-        w = target - self.source(image)
-        gc, gd, gs = self.gains
-        gate = strength_gate(self.cover, self.head, regions)
-        colour = torch.einsum("nk,kchw->nchw", w, self.textures)
-        # chroma only as far as the photo has colour: a black-and-white photo is aged in grey
-        grey = (colour * self.luma).sum(1, keepdim=True)
-        chroma = ((image - (image * self.luma).sum(1, keepdim=True)).abs() * self.cover).sum((1, 2, 3), keepdim=True)
-        chroma = chroma / (3 * self.cover.sum() * self.ref_chroma)
-        colour = grey + (colour - grey) * chroma.clamp(0, 1)
+    def _detail(self, image, log_ratio):
         y = ((image + 1) * 0.5 * self.luma).sum(1, keepdim=True)
         levels = [y] + [b(y) for b in self.blurs]
-        log_ratio = torch.einsum("nk,kbhw->nbhw", w, self.log_energy * self.band_weights).clamp(-self.max_log_ratio, self.max_log_ratio)
-        ratio = torch.exp(log_ratio) - 1
+        ratio = torch.exp(log_ratio.clamp(-self.max_log_ratio, self.max_log_ratio)) - 1
         detail = 0
         for i in range(len(self.blurs)):
             band = levels[i] - levels[i + 1]
@@ -322,11 +365,46 @@ class PrototypeAger(nn.Module):
                 detail = detail + torch.where(r > 0, r * deep, r * band)
             else:
                 detail = detail + r * band
-        # fine lines and pores are deepened or smoothed; strong edges (eyelids, lips, teeth, glasses)
-        # would get dark halos from the same gain, so the change saturates at detail_limit
-        detail = self.detail_limit * torch.tanh(detail / self.detail_limit)
-        textured = image + gate * (gc * colour + gd * 2 * detail)
-        flow = torch.einsum("nk,kchw->nhwc", w, self.flows) * (gs * gate.permute(0, 2, 3, 1))
+        # strong edges (eyelids, lips, glasses) would get halos from the same gain: saturate
+        return self.detail_limit * torch.tanh(detail / self.detail_limit)
+
+    def forward(self, image, target, regions, landmarks, hair):
+        w = target - self.source(image)
+        gc, gd, gs = self.gains
+        n = w.shape[0]
+        # everything learned in the template's coordinates, put on this face's own landmarks
+        fields = torch.cat([
+            torch.einsum("nk,kchw->nchw", w, self.pattern),
+            torch.einsum("nk,kbhw->nbhw", w, self.log_energy * self.band_weights),
+            torch.einsum("nk,kchw->nchw", w, self.flows),
+            self.cover.expand(n, -1, -1, -1),
+            self.skin.expand(n, -1, -1, -1),
+        ], 1)
+        mapped = self.map(landmarks)
+        fields = self.map.sample(fields, mapped)
+        pattern, log_ratio, flow = fields[:, :3], fields[:, 3:6], fields[:, 6:8]
+        cover, skin = fields[:, 8:9], fields[:, 9:10]
+        x01 = (image + 1) * 0.5
+        # colour: chroma only as far as the photo has colour (a black-and-white photo ages in grey)
+        chroma = ((x01 - (x01 * self.luma).sum(1, keepdim=True)).abs() * cover).sum((1, 2, 3), keepdim=True)
+        chroma = (chroma / (3 * cover.sum((1, 2, 3), keepdim=True) * self.ref_chroma + 1e-6)).clamp(0.0, 1.0)
+        limit = lambda c: (lambda g: g + (c - g) * chroma)((c * self.luma).sum(1, keepdim=True))
+        skin_y = ((x01 * self.luma).sum(1, keepdim=True) * skin).sum((2, 3), keepdim=True) / (skin.sum((2, 3), keepdim=True) + 1e-3)
+        brightness = (skin_y / self.ref_skin).clamp(0.25, 1.5)  # a fold shades dark skin less in absolute terms
+        tone = torch.exp(limit(self.tone_gain * (w @ self.tone).view(n, 3, 1, 1)).clamp(-0.5, 0.5))
+        gate = self.soft(regions.sum(1, keepdim=True).clamp(0.0, 1.5))
+        change = limit(gc * pattern) * brightness + gd * self._detail(image, log_ratio)
+        textured = (x01 * (1 + gate * (tone - 1)) + gate * change).clamp(0.0, 1.0) * 2 - 1
+        # hair and brows: towards grey for older targets (the target's level of grey minus the
+        # face's own, p = target - w), by the ``hair`` strength
+        p = target - w
+        hair_amount = (target @ self.hair_levels - p @ self.hair_levels).clamp(0.0, 1.0) * hair.clamp(0.0, 1.5)
+        brow_amount = (target @ self.brow_levels - p @ self.brow_levels).clamp(0.0, 1.0) * hair.clamp(0.0, 1.5)
+        textured, _, _ = self.hair(textured, landmarks, cover, hair_amount, brow_amount)
+        # shape: the whole face, faded smoothly, by the mean strength of its regions
+        strength = (regions.sum(1, keepdim=True) * cover).sum((2, 3), keepdim=True) / ((cover * cover).sum((2, 3), keepdim=True) + 1e-3)
+        flow_gate = self.flow_soft(regions.sum(1, keepdim=True).clamp(0.0, 1.5) + (1 - cover) * strength.clamp(0.0, 1.5))
+        flow = (flow * (gs * 2.0 / (self.map.size - 1)) * flow_gate).permute(0, 2, 3, 1)
         aged = F.grid_sample(textured, self.base_grid - flow, mode="bilinear", padding_mode="border", align_corners=True)
         aged = aged.clamp(-1, 1)
         keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)
@@ -337,7 +415,7 @@ class PrototypeAger(nn.Module):
         ac = state["age_config"]
         net = AgeNet(ac["width"], ac["max_age"])
         net.load_state_dict(state["age"])
-        cfg = {"detail_coring": 0.0, **state["config"]}  # runs from before coring re-export as they were built
+        cfg = {**SETTINGS, "detail_coring": 0.0, **state["config"]}  # a run from before coring had none
         return cls(state["protos"], net.eval(), int(ac["input_size"]), cfg["age_groups"], state["cover"], state["head"],
                    **{k: cfg[k] for k in SETTINGS})
 

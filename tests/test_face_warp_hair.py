@@ -1,0 +1,108 @@
+"""The aging model's in-graph geometry: the piecewise-affine map onto the person's landmarks, and
+the hair and brow greying found from the landmarks and the colours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from contract_model import AGING_TEMPLATE  # noqa: E402
+from training.hair import HairGreying  # noqa: E402
+from training.prototype import _border_points, triangulate  # noqa: E402
+from training.warp import TemplateMap  # noqa: E402
+
+S = 64
+
+
+@pytest.fixture(scope="module")
+def template() -> np.ndarray:
+    return np.array(AGING_TEMPLATE, np.float64) * S
+
+
+@pytest.fixture(scope="module")
+def tmap(template) -> TemplateMap:
+    border = _border_points(S)
+    return TemplateMap(np.concatenate([template, border]), triangulate(template, border, S), S)
+
+
+def test_the_template_face_maps_onto_itself(tmap, template):
+    mapped = tmap(torch.tensor(template, dtype=torch.float32)[None])
+    ys, xs = np.mgrid[0:S, 0:S].astype(np.float32)
+    np.testing.assert_allclose(mapped[0].numpy(), np.stack([xs, ys], -1), atol=1e-3)
+
+
+def test_a_moved_face_maps_its_landmarks_to_the_templates(tmap, template):
+    moved = template + np.array([3.0, -2.0])
+    moved[36:48] += np.array([1.5, 0.0])  # and the eyes further right, as on a turned face
+    mapped = tmap(torch.tensor(moved, dtype=torch.float32)[None])[0].numpy()
+    inner = np.arange(17, 68)
+    px = np.round(moved[inner]).astype(int)
+    got = mapped[px[:, 1], px[:, 0]]
+    expected = template[inner] + (px - moved[inner])  # the map is locally a translation here
+    assert np.abs(got - expected).max() < 1.0
+    # the crop's border stays where it is
+    np.testing.assert_allclose(mapped[0, 0], [0, 0], atol=1e-3)
+    np.testing.assert_allclose(mapped[-1, -1], [S - 1, S - 1], atol=1e-3)
+
+
+def test_sampling_puts_a_template_feature_on_the_person(tmap, template):
+    field = torch.zeros(1, 1, S, S)
+    nx, ny = np.round(template[30]).astype(int)  # the template's nose tip
+    field[0, 0, ny, nx] = 1.0
+    moved = template + np.array([5.0, 3.0])
+    mapped = tmap(torch.tensor(moved, dtype=torch.float32)[None])
+    on_person = tmap.sample(field, mapped)[0, 0]
+    y, x = divmod(int(on_person.argmax()), S)
+    assert (x, y) == (nx + 5, ny + 3)
+
+
+def _portrait(size: int = 128, hair=(0.25, 0.15, 0.08), skin=(0.8, 0.6, 0.5), background=(0.3, 0.5, 0.8)):
+    """A face from the template's landmarks: skin inside the jaw and up to the hairline, dark hair
+    with strands around and above it, brows, on a flat background. RGB in [0, 1], (1, 3, S, S)."""
+    import cv2
+
+    pts = np.array(AGING_TEMPLATE, np.float64) * size
+    img = np.zeros((size, size, 3), np.float32) + np.array(background, np.float32)
+    d = np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0))
+    centre = pts[27]
+    cv2.ellipse(img, (int(centre[0]), int(centre[1] - 0.3 * d)), (int(1.9 * d), int(2.4 * d)), 0, 0, 360, hair, -1)
+    rng = np.random.default_rng(0)
+    strands = rng.normal(0, 0.06, (size, 1)).astype(np.float32) * np.ones((1, size), np.float32)
+    hair_area = (np.abs(img - np.array(hair, np.float32)).sum(-1) < 1e-3)
+    img[hair_area] += strands.T[hair_area][:, None]  # vertical strands
+    face = np.concatenate([pts[0:17], pts[[26, 24, 19, 17]] - np.array([0, 0.9 * d])])
+    cv2.fillPoly(img, [np.round(face).astype(np.int32)], skin)
+    for idx in (range(17, 22), range(22, 27)):
+        cv2.polylines(img, [np.round(pts[list(idx)]).astype(np.int32)], False, hair, 2)
+    return torch.from_numpy(img.clip(0, 1)).permute(2, 0, 1)[None], torch.tensor(pts, dtype=torch.float32)[None]
+
+
+def test_hair_and_brows_are_found_and_greyed():
+    size = 128
+    model = HairGreying(size)
+    image01, lm = _portrait(size)
+    face = torch.zeros(1, 1, size, size)  # no face area given: the colours alone keep the skin out
+    hair, brows = model.masks(image01, lm, face)
+    pts = lm[0].numpy()
+    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    top = int(pts[19, 1] - 1.3 * d)  # above the hairline, on the hair
+    assert hair[0, 0, top - 2 : top + 2, int(pts[27, 0]) - 4 : int(pts[27, 0]) + 4].mean() > 0.5
+    cheek = (pts[2] + pts[30]) / 2
+    assert hair[0, 0, int(cheek[1]), int(cheek[0])] < 0.05  # the skin is not hair
+    assert hair[0, 0, -6:, :6].mean() < 0.05 and hair[0, 0, -6:, -6:].mean() < 0.05  # nor the background
+    bx, by = np.round(pts[19]).astype(int)
+    assert brows[0, 0, by, bx] > 0.5 and brows[0, 0, int(cheek[1]), int(cheek[0])] < 0.05
+
+    x = image01 * 2 - 1
+    none, _, _ = model(x, lm, face, torch.zeros(1), torch.zeros(1))
+    assert torch.allclose(none, x, atol=1e-6)  # nothing to grey: nothing changes
+    grey, _, _ = model(x, lm, face, torch.ones(1), torch.ones(1))
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    y0, y1 = ((x + 1) / 2 * luma).sum(1), ((grey + 1) / 2 * luma).sum(1)
+    chroma = lambda img: (img - (img * luma).sum(1, keepdim=True)).abs().sum(1)
+    region = (slice(None), slice(top - 2, top + 2), slice(int(pts[27, 0]) - 4, int(pts[27, 0]) + 4))
+    assert (y1[region] - y0[region]).mean() > 0.25  # the hair is much lighter ...
+    assert chroma((grey + 1) / 2)[region].mean() < 0.3 * chroma(image01)[region].mean()  # ... and grey
+    assert torch.allclose(grey[..., int(cheek[1]), int(cheek[0])], x[..., int(cheek[1]), int(cheek[0])], atol=0.02)

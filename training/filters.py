@@ -1,0 +1,30 @@
+"""Gaussian blur as a module that exports to ONNX (two separable convolutions, reflected borders)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    r = int(np.ceil(3 * sigma))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class Blur(nn.Module):
+    """Separable Gaussian blur of one-channel maps (N, 1, H, W) with reflected borders."""
+
+    def __init__(self, sigma: float):
+        super().__init__()
+        k = gaussian_kernel(sigma)
+        self.r = (len(k) - 1) // 2
+        self.register_buffer("kx", k.view(1, 1, 1, -1))
+        self.register_buffer("ky", k.view(1, 1, -1, 1))
+
+    def forward(self, x):
+        x = F.conv2d(F.pad(x, (self.r, self.r, 0, 0), mode="reflect"), self.kx)
+        return F.conv2d(F.pad(x, (0, 0, self.r, self.r), mode="reflect"), self.ky)

@@ -1,0 +1,141 @@
+"""Greying hair and eyebrows, inside the model graph, from the face's landmarks and its colours.
+
+The hair is not covered by the 68 landmarks, and UTKFace's prototypes average it away, so it is
+found per face (all in the aligned crop, in units of the distance between the eye centres, d):
+- where hair can be: inside a head-sized ellipse around the face (wider than the jaw, reaching
+  about 2.4 d above the eyes and down to the chin), outside the face skin (the template's face
+  area warped onto the person's landmarks, widened);
+- what is hair there: pixels unlike the face's own skin (its colour sampled at the cheeks and the
+  forehead) and more like the hair just above the forehead than like the background (the colour
+  far outside the head ellipse). A bald head is skin-coloured and stays as it is.
+- brows: within a fraction of d of the brow landmarks (17-26) and darker than the skin.
+
+- and has strands: fine luminance texture that a wall or the sky lacks.
+
+Greying keeps the strands: the luminance is split into a smooth base (Gaussian, sigma 2 px) and
+detail; the base moves up towards a light grey (lighter for whiter targets; never darker, so a
+light background taken for hair stays as it is), the detail is kept and a little deepened, the
+colour is taken out in proportion. How far: a per-group level (0 below
+40, rising to 0.9 at 70+; brows only from 60), from the target's level minus the source's own, so
+a face already grey is not greyed twice and a younger target leaves the hair alone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .filters import Blur
+
+LUMA = (0.299, 0.587, 0.114)
+CHEEK_PAIRS = ((2, 30), (3, 30), (14, 30), (13, 30), (1, 29), (15, 29))  # midpoints: cheek skin
+SKIN_TOL = 0.12  # RGB distance (0-1 units) under which a pixel counts as the face's skin
+HAIR_TOL = 0.14  # how far (RGB distance) a hair pixel's colour may be from the hair's mean colour
+
+
+def face_frame(landmarks: torch.Tensor):
+    """Centre between the eyes (N, 2), unit right and down vectors (N, 2), eye distance (N, 1)."""
+    left = landmarks[:, 36:42].mean(1)
+    right_eye = landmarks[:, 42:48].mean(1)
+    centre = (left + right_eye) / 2
+    r = right_eye - left
+    d = torch.sqrt((r * r).sum(1, keepdim=True)).clamp_min(1e-3)
+    right = r / d
+    down = torch.stack([-right[:, 1], right[:, 0]], 1)
+    return centre, right, down, d
+
+
+class HairGreying(nn.Module):
+    """(image in [-1, 1], landmarks, face area, hair amount (N,), brow amount (N,)) -> image with
+    grey hair and brows. ``face`` (N, 1, S, S): the face skin area on the person (1 inside)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+        t = torch.arange(size, dtype=torch.float32)
+        ys, xs = torch.meshgrid(t, t, indexing="ij")
+        self.register_buffer("pixels", torch.stack([xs, ys], 0).view(1, 2, size, size))
+        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
+        self.register_buffer("pairs", torch.tensor(CHEEK_PAIRS, dtype=torch.long))
+        self.base_blur = Blur(2.0)
+        self.wide = Blur(max(1.0, size / 40))
+
+    def _coords(self, landmarks):
+        centre, right, down, d = face_frame(landmarks)
+        rel = self.pixels - centre.view(-1, 2, 1, 1)
+        u = (rel * right.view(-1, 2, 1, 1)).sum(1, keepdim=True) / d.view(-1, 1, 1, 1)
+        v = (rel * down.view(-1, 2, 1, 1)).sum(1, keepdim=True) / d.view(-1, 1, 1, 1)
+        return centre, right, down, d, u, v
+
+    def _sample(self, image01, points):
+        """image01 (N, 3, S, S) at points (N, P, 2) in pixels -> (N, 3, P)."""
+        grid = (points * (2.0 / (self.size - 1)) - 1).unsqueeze(1)
+        return F.grid_sample(image01, grid, mode="bilinear", padding_mode="border", align_corners=True).squeeze(2)
+
+    def masks(self, image01, landmarks, face):
+        """Hair (N, 1, S, S) and brows (N, 1, S, S) in [0, 1]."""
+        centre, right, down, d, u, v = self._coords(landmarks)
+        proj = lambda p: (((p - centre) * right).sum(1), ((p - centre) * down).sum(1))
+        jaw_l, _ = proj(landmarks[:, 0])
+        jaw_r, _ = proj(landmarks[:, 16])
+        _, chin_v = proj(landmarks[:, 8])
+        dd = d.view(-1)
+        mid = ((jaw_l + jaw_r) / 2 / dd).view(-1, 1, 1, 1)
+        half = ((jaw_r - jaw_l).abs() / 2 / dd).clamp_min(0.5).view(-1, 1, 1, 1)
+        chin = (chin_v / dd).clamp_min(0.8).view(-1, 1, 1, 1)
+        ax = 1.5 * half
+        up = 1.2 * chin  # the skull and its hair reach about as far above the eyes as the chin below
+        ay = torch.where(v < 0, up, chin)
+        q = torch.sqrt(((u - mid) / ax) ** 2 + (v / ay) ** 2 + 1e-8)
+        head = torch.sigmoid((1 - q) / 0.06)
+        # not the lower face (a beard is not the hair); the forehead is left to the colours (bangs grey)
+        lower = torch.sigmoid((v + 0.5) / 0.1) * torch.sigmoid((0.95 - ((u - mid) / half).abs()) / 0.05)
+        zone = head * (1 - torch.maximum(lower, self.wide(face) * (v > -0.5).float()))
+        # colours: the face's skin, the hair just above the forehead, the background far outside
+        pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
+        skin = self._sample(image01, pts).mean(2).view(-1, 3, 1, 1)
+        dist = lambda a, b: torch.sqrt(((a - b) ** 2).sum(1, keepdim=True) + 1e-8)
+        unlike_skin = torch.sigmoid((dist(image01, skin) - SKIN_TOL) / 0.03)
+        # the hair's colour: what is not skin in the zone above the eyes (the forehead's top and
+        # temples; tight crops show little more)
+        above = zone * unlike_skin * torch.sigmoid((-0.5 - v) / 0.1)
+        hair_ref = (image01 * above).sum((2, 3), keepdim=True) / (above.sum((2, 3), keepdim=True) + 1e-3)
+        seen = torch.sigmoid((above.sum((2, 3), keepdim=True) / (0.004 * self.size * self.size) - 1) / 0.2)
+        far = torch.sigmoid((q - 1.6) / 0.1)
+        bg = (image01 * far).sum((2, 3), keepdim=True) / (far.sum((2, 3), keepdim=True) + 1e-3)
+        has_bg = torch.sigmoid((far.sum((2, 3), keepdim=True) / (0.02 * self.size * self.size) - 1) / 0.2)
+        # what looks like the background is not hair, unless the background has the hair's colour:
+        # then only the pixels near the head are taken
+        bg_like = has_bg * torch.exp(-dist(image01, bg) ** 2 / (2 * 0.06**2))
+        bg_close = has_bg * torch.sigmoid((HAIR_TOL - dist(hair_ref, bg)) / 0.03)
+        near_head = torch.sigmoid((1.1 - q) / 0.05)
+        # hair has strands: fine luminance texture that a wall or the sky has not
+        y = (image01 * self.luma).sum(1, keepdim=True)
+        texture = torch.sqrt(self.base_blur((y - self.base_blur(y)) ** 2) + 1e-8)
+        strands = 0.3 + 0.7 * torch.sigmoid((texture - 0.025) / 0.008)
+        hair = zone * unlike_skin * seen * strands * (1 - bg_like * (1 - bg_close)) * (1 - bg_close * (1 - near_head))
+        # brows: near the brow landmarks and darker than the skin
+        brow_pts = landmarks[:, 17:27]
+        rel = self.pixels.view(1, 1, 2, self.size, self.size) - brow_pts.view(-1, 10, 2, 1, 1)
+        near = torch.exp(-(rel * rel).sum(2) / (2 * (0.13 * d.view(-1, 1, 1, 1)) ** 2)).amax(1, keepdim=True)
+        skin_y = (skin * self.luma).sum(1, keepdim=True)
+        brows = near * torch.sigmoid((skin_y - y - 0.06) / 0.03)
+        return hair.clamp(0.0, 1.0), brows.clamp(0.0, 1.0)
+
+    def grey(self, image01, amount, whiteness):
+        """Move (N, 3, S, S) colours towards grey by ``amount`` (N, 1, S, S); ``whiteness`` (N,)."""
+        y = (image01 * self.luma).sum(1, keepdim=True)
+        base = self.base_blur(y)
+        detail = y - base
+        level = (0.55 + 0.3 * whiteness).view(-1, 1, 1, 1)
+        # only lighter: grey hair is lighter than dark hair, and a light wall taken for hair stays
+        y2 = base + (level - base).clamp_min(0) * amount + detail * (1 + 0.5 * amount)
+        chroma = image01 - y
+        return (y2 + chroma * (1 - amount)).clamp(0.0, 1.0)
+
+    def forward(self, image, landmarks, face, hair_amount, brow_amount):
+        x = (image + 1) * 0.5
+        hair, brows = self.masks(x, landmarks, face)
+        a = (hair * hair_amount.view(-1, 1, 1, 1) + brows * brow_amount.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+        return self.grey(x, a, hair_amount.clamp(0.0, 1.0)) * 2 - 1, hair, brows
