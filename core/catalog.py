@@ -15,7 +15,10 @@ touched. Version 1 is the schema as first specified; version 2 keeps the person'
 the detected value (so that a reset restores it), records which detector scanned a photo, and adds indexes.
 
 Paths are stored absolute and normalised (``os.path.abspath``), symbolic links not resolved: a photo is
-known by the path it was listed under.
+known by the path it was listed under. A path that is not valid Unicode (a file name in latin-1 bytes on
+Linux: Python holds such bytes as lone surrogates) is stored as a BLOB of its exact bytes, every other
+path as TEXT, so any name the file system can hold has its one row; error messages are stored as valid
+text (undecodable bytes shown as U+FFFD).
 
 Faces: a scan stores detected faces (source "hog"/"cnn"); the person can edit their landmarks (kept apart
 from the detected ones, so `reset_landmarks` can restore them), set per-region strengths, add faces by
@@ -42,6 +45,7 @@ import numpy as np
 
 from core.errors import AgelapseError
 from core.faces import DEFAULT_FOREHEAD_HEIGHT, Face
+from core.text import display, is_text
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +155,16 @@ class StoredFace:
     estimated_age: float | None = None
 
 
-def _key(path: str | os.PathLike) -> str:
-    return os.path.abspath(os.fspath(path))
+def _key(path: str | os.PathLike) -> str | bytes:
+    """The stored form of a path: TEXT when it is valid Unicode, else a BLOB of its bytes."""
+    key = os.path.abspath(os.fspath(path))
+    if isinstance(key, bytes):
+        key = os.fsdecode(key)
+    return key if is_text(key) else os.fsencode(key)
+
+
+def _path(stored: str | bytes) -> Path:
+    return Path(os.fsdecode(stored) if isinstance(stored, bytes) else stored)
 
 
 def _points_json(arr: np.ndarray, shape: tuple[int, ...], what: str) -> str:
@@ -387,7 +399,7 @@ class Catalog:
                 pid = row[0] if row else db.execute("INSERT INTO photos (path) VALUES (?)", (_key(path),)).lastrowid
             db.execute(
                 "UPDATE photos SET scan_state = 'error', error = ?, scanned_at = ? WHERE id = ?",
-                (str(message), time.time(), pid),
+                (display(str(message)), time.time(), pid),
             )
             return pid
 
@@ -398,7 +410,7 @@ class Catalog:
 
     @staticmethod
     def _record(row: tuple) -> PhotoRecord:
-        return PhotoRecord(row[0], Path(row[1]), *row[2:])
+        return PhotoRecord(row[0], _path(row[1]), *row[2:])
 
     def photo(self, photo: int | str | os.PathLike) -> PhotoRecord | None:
         """The record of one photo (by path or id), or None."""
@@ -408,20 +420,24 @@ class Catalog:
             rows = self._query(f"SELECT {_PHOTO_COLS} FROM photos WHERE path = ?", (_key(photo),))
         return self._record(rows[0]) if rows else None
 
+    @classmethod
+    def _records(cls, rows: list[tuple]) -> list[PhotoRecord]:
+        # SQLite sorts every TEXT before every BLOB; sorted here by the path's code points instead
+        return sorted((cls._record(r) for r in rows), key=lambda r: os.fspath(r.path))
+
     def photos(self, state: str | None = None) -> list[PhotoRecord]:
         """All photos (or those in scan `state`), sorted by path."""
         if state is None:
-            rows = self._query(f"SELECT {_PHOTO_COLS} FROM photos ORDER BY path")
+            rows = self._query(f"SELECT {_PHOTO_COLS} FROM photos")
         else:
             if state not in SCAN_STATES:
                 raise ValueError(f"state must be one of {SCAN_STATES}, not {state!r}")
-            rows = self._query(f"SELECT {_PHOTO_COLS} FROM photos WHERE scan_state = ? ORDER BY path", (state,))
-        return [self._record(r) for r in rows]
+            rows = self._query(f"SELECT {_PHOTO_COLS} FROM photos WHERE scan_state = ?", (state,))
+        return self._records(rows)
 
     def photos_with_faces(self) -> list[PhotoRecord]:
         """Photos holding at least one face (detected or manual), sorted by path."""
-        rows = self._query(f"SELECT {_PHOTO_COLS} FROM photos WHERE face_count > 0 ORDER BY path")
-        return [self._record(r) for r in rows]
+        return self._records(self._query(f"SELECT {_PHOTO_COLS} FROM photos WHERE face_count > 0"))
 
     # -- faces
 

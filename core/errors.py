@@ -33,3 +33,11 @@ class ExportError(AgelapseError):
 
 class FaceError(AgelapseError):
     """No face, or landmarks could not be found."""
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """An exception in one line: its type and message, whitespace (newlines) collapsed, at most `limit`
+    characters (OpenCV's and dlib's messages run over several lines)."""
+    text = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

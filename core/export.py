@@ -19,6 +19,7 @@ picture was altered by a model) and Software to "Agelapse <version>"; an XMP pac
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import math
@@ -70,6 +71,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+_WHY = {
+    getattr(errno, name): why
+    for name, why in (("EROFS", "the folder is on a read-only disk"), ("EACCES", "permission denied"),
+                      ("EPERM", "permission denied"), ("ENOSPC", "the disk is full"),
+                      ("EDQUOT", "the disk quota is used up"), ("ENAMETOOLONG", "the file name is too long"))
+    if hasattr(errno, name)
+}
+
+
+def _why(exc: OSError) -> str:
+    """An OSError in words, without its errno number or the (temporary) file name it was about."""
+    return _WHY.get(exc.errno or -1) or (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
 def _new_temp(path: Path) -> Path:
     """An empty, new hidden file beside `path` (created with O_EXCL, permissions per the umask)."""
     for _ in range(100):
@@ -79,7 +94,20 @@ def _new_temp(path: Path) -> Path:
             return tmp
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise ExportError(f"cannot write to {path.parent}: {_why(exc)}") from exc
     raise ExportError(f"{path}: cannot create a temporary file")
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Raise ExportError ("cannot write to FOLDER: why", in words) unless a file can be created in `folder`
+    (tried with a hidden temporary file, deleted at once)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ExportError(f"cannot write to {folder}: no such folder")
+    tmp = _new_temp(folder / "agelapse-write-check")
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
@@ -121,7 +149,9 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
         _fsync_dir(folder)
     except ExportError:
         raise
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write ({_why(exc)})") from exc
+    except ValueError as exc:
         raise ExportError(f"{path}: cannot write ({exc})") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):

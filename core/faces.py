@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 DEFAULT_FOREHEAD_HEIGHT = 0.38
 
 MODES = ("fast", "accurate")
+# Neither detector finds a face in fewer pixels than this (HOG's window is 80 px, 40 upsampled; the CNN's
+# 40 px, 20 upsampled): a photo whose searched copy is narrower has no face to find.
+MIN_SEARCH_SIDE = 20
 
 
 @dataclass
@@ -106,7 +109,10 @@ class FaceFinder:
         h, w = rgb.shape[:2]
         max_side = self.max_side if self.mode == "fast" else max(self.max_side, 1600)
         scale = min(1.0, max_side / max(h, w))
-        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))  # a 20000 x 8 panorama keeps one row
+        if min(h, w) < self.min_size or min(size) < MIN_SEARCH_SIDE:
+            return []  # no face fits (and dlib's CNN fails outright on a strip a few pixels high)
+        small = rgb if scale == 1.0 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         found: list[tuple[np.ndarray, float]] = []
         upsample = self.upsample
         if upsample is None:

@@ -15,7 +15,14 @@ Multi-page files (TIFF pages, animated WebP) give their first frame.
 
 Refusals are always `PhotoError(path, reason)` naming the file: missing, not a file, empty, unreadable
 (permissions), unrecognised content, truncated or corrupt data, or more pixels than ``max_pixels`` (checked
-from the header before any pixel is decoded, so a decompression bomb costs nothing).
+from the header before any pixel is decoded, so a decompression bomb costs nothing). That is the one pixel
+limit: ``DEFAULT_MAX_PIXELS``, 200 megapixels, said in our words; Pillow's own bomb check (a different
+limit, 179 MP, and its own text) is switched off for that reason (``Image.MAX_IMAGE_PIXELS = None``).
+
+A JPEG that lacks only its end marker (cameras and phones leave such files after an interrupted transfer)
+is opened, with a warning in the log; one whose picture data is cut short is refused as truncated. A damaged
+EXIF block is no reason to refuse a photo: Pillow's warnings about it are kept off stderr, and the log says
+(at INFO) which photo has one; the readable part of the block is used.
 
 Files are decoded by their content, not by their extension: a ``.jpg`` that really holds a PNG loads (and a
 debug message notes the mismatch). A text file named ``.jpg`` is refused as "not a recognised image".
@@ -26,6 +33,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import threading
 import warnings
 from dataclasses import dataclass
@@ -59,9 +67,14 @@ _TRANSPOSE = {
 }
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
-# Our own pixel limit is checked from the header, so Pillow's warning (emitted between its limit and twice
-# it) is noise; its hard error (above twice its limit) is caught and turned into a PhotoError.
+# Our own pixel limit (max_pixels) is checked from the header of every photo before decoding: Pillow's check,
+# with another limit and its own words, would only get in its way.
+Image.MAX_IMAGE_PIXELS = None
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# Pillow warns (on stderr) about damaged EXIF/TIFF metadata; _orientation logs which photo has such a block.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+
+_JPEG_END = b"\xff\xd9"
 
 _heif_lock = threading.Lock()
 _heif_state: str | None = None  # None: not tried yet; "ok"; or the reason it is unavailable
@@ -141,12 +154,38 @@ def _check_pixels(path: Path, im: Image.Image, max_pixels: int | None) -> None:
         )
 
 
-def _orientation(im: Image.Image) -> int:
+def _orientation(im: Image.Image, path: Path | None = None) -> int:
     try:
-        value = im.getexif().get(_ORIENTATION_TAG, 1)
-        return int(value) if int(value) in _TRANSPOSE else 1
-    except Exception:  # a broken EXIF block must not make the photo unreadable
+        exif = im.getexif()
+    except Exception as exc:  # a broken EXIF block must not make the photo unreadable
+        log.info("%s: its EXIF block is unreadable (%s); orientation not known", path, exc)
         return 1
+    if path is not None and (damage := _exif_damage(im, len(exif))):
+        log.info("%s: its EXIF block is damaged (%s); the readable part is used", path, damage)
+    try:
+        value = int(exif.get(_ORIENTATION_TAG, 1))
+    except (TypeError, ValueError):
+        return 1
+    return value if value in _TRANSPOSE else 1
+
+
+def _exif_damage(im: Image.Image, parsed: int) -> str | None:
+    """Why an embedded EXIF block (JPEG, PNG, WebP) is damaged: fewer entries of its first directory could be
+    read (``parsed``) than it declares; None when it is sound or there is none."""
+    raw = im.info.get("exif")
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) < 8:
+        return None
+    data = bytes(raw[6:] if raw[:6] == b"Exif\0\0" else raw)
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 8:
+        return "no TIFF header"
+    (offset,) = struct.unpack_from(order + "I", data, 4)
+    if offset + 2 > len(data):
+        return "its first directory lies outside it"
+    (declared,) = struct.unpack_from(order + "H", data, offset)
+    if parsed < declared:
+        return f"{declared - parsed} of {declared} entries unreadable"
+    return None
 
 
 def _exif_bytes(im: Image.Image) -> bytes | None:
@@ -219,11 +258,25 @@ def _decode(path: Path, max_pixels: int | None, draft_side: int | None) -> tuple
             fmt = im.format or "?"
             if path.suffix.lower() not in _extensions_for(fmt):
                 log.debug("%s: content is %s, not what its extension says; decoded by content", path, fmt)
-            orientation = _orientation(im)
-            exif = _exif_bytes(im)
-            if draft_side and fmt in ("JPEG", "MPO"):
-                im.draft("RGB", (draft_side, draft_side))
-            im.load()
+            # A JPEG's EXIF is in its header, and must be read before draft() and load(); other formats may
+            # keep theirs after the pixels (PNG's eXIf chunk): read once decoded, or getexif() would decode
+            # the pixels itself and a failure there would pass for a damaged EXIF block.
+            header_exif = fmt in ("JPEG", "MPO")
+            if header_exif:
+                orientation, exif = _orientation(im, path), _exif_bytes(im)
+            try:
+                _load(im, fmt, draft_side)
+            except OSError as exc:
+                if fmt not in ("JPEG", "MPO") or "truncated" not in str(exc).lower():
+                    raise
+                fh.seek(0)
+                im = _without_end_marker(path, fh.read(), draft_side)
+                if im is None:
+                    raise
+                log.warning("%s: the JPEG file lacks its end marker (an interrupted copy?); its picture is "
+                            "complete and was read", path)
+            if not header_exif:
+                orientation, exif = _orientation(im, path), _exif_bytes(im)
             rgb = _to_rgb(im)
         except PhotoError:
             raise
@@ -232,12 +285,41 @@ def _decode(path: Path, max_pixels: int | None, draft_side: int | None) -> tuple
         except MemoryError:
             raise PhotoError(path, "not enough memory to decode this image") from None
         except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ValueError, ...
-            msg = str(exc) or type(exc).__name__
+            msg = " ".join((str(exc) or type(exc).__name__).split())
             reason = "truncated file" if "truncated" in msg.lower() else f"corrupt image data ({msg})"
             raise PhotoError(path, reason) from None
     if orientation != 1:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
     return rgb, exif
+
+
+def _load(im: Image.Image, fmt: str, draft_side: int | None) -> None:
+    if draft_side and fmt in ("JPEG", "MPO"):
+        im.draft("RGB", (draft_side, draft_side))
+    im.load()
+
+
+def _without_end_marker(path: Path, data: bytes, draft_side: int | None) -> Image.Image | None:
+    """The picture of a JPEG whose data is complete but lacks its end marker; None when data is missing.
+
+    Decoded twice: with the end marker appended, and with filler bytes before it. When the picture data is
+    complete the decoder never reads the filler (it skips bytes before a marker), so both agree; when it
+    was cut short, the decoder reads the filler as picture data in one and fills with grey in the other."""
+    if data.endswith(_JPEG_END):
+        return None
+    body = data[:-1] if data.endswith(b"\xff") else data  # cut between the marker's two bytes
+    pictures = []
+    for tail in (_JPEG_END, b"\x55" * 64 + _JPEG_END):
+        try:
+            im = Image.open(io.BytesIO(body + tail))
+            _load(im, im.format or "JPEG", draft_side)
+        except Exception as exc:
+            log.debug("%s: not readable with an end marker appended (%s)", path, exc)
+            return None
+        pictures.append(im)
+    if pictures[0].size != pictures[1].size or pictures[0].tobytes() != pictures[1].tobytes():
+        return None
+    return pictures[0]
 
 
 def _extensions_for(fmt: str) -> frozenset[str]:
@@ -298,7 +380,7 @@ def read_size(path: str | os.PathLike) -> tuple[int, int]:
     with fh:
         im = _open(path, fh)
         w, h = im.size
-        return (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
+        return (h, w) if _orientation(im, path) in (5, 6, 7, 8) else (w, h)
 
 
 def is_supported(path: str | os.PathLike) -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 
 from core.album import list_images
 from core.catalog import Catalog
-from core.errors import PhotoError
+from core.errors import PhotoError, describe
 from core.faces import Face
 from core.photos import DEFAULT_MAX_PIXELS, load_photo
 
@@ -111,13 +111,15 @@ def _scan_one(path, finder, catalog, rescan, detector, max_pixels, report) -> No
     except PhotoError as exc:
         message = exc.reason
     except OSError as exc:  # vanished or unreadable between listing and scanning
-        message = f"cannot read file ({exc.strerror or exc})"
+        message = f"cannot read file ({exc.strerror or describe(exc)})"
+    except MemoryError:  # e.g. rotating a huge photo: this photo fails, the scan goes on
+        message = "not enough memory to decode this photo"
     else:
         try:
             faces = finder.detect(photo.rgb)
         except Exception as exc:  # dlib RuntimeError, FaceError, ...: this photo fails, the scan goes on
-            log.exception("face finding failed on %s", path)
-            message = f"face finding failed ({type(exc).__name__}: {exc})"
+            log.debug("face finding failed on %s", path, exc_info=True)  # the traceback, for -vv / --debug
+            message = f"face finding failed ({describe(exc)})"
         else:
             if catalog is not None:
                 catalog.mark_scanned(

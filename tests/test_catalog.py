@@ -300,3 +300,29 @@ def test_survives_sigkill_mid_write(tmp_path):
             if i % 2:
                 assert face.strengths == {"eyes": pytest.approx(i / 10)}
         assert len(paths) - len(done) <= 1  # at most the row whose print the kill cut off
+
+
+def test_any_name_the_file_system_holds_has_its_row(tmp_path):
+    """A latin-1 name (bytes that are not UTF-8: lone surrogates in Python) and the name that reads the same
+    with U+FFFD are two photos; both are stored, found, listed in order and keep their exact bytes."""
+    latin1 = tmp_path / os.fsdecode(b"latin1_\xe9t\xe9.jpg")
+    lookalike = tmp_path / "latin1_\ufffdt\ufffd.jpg"
+    plain = tmp_path / "plain.jpg"
+    with Catalog(tmp_path / "c.db") as cat:
+        assert cat.needs_scan(latin1, 10, 1)
+        cat.mark_scanned(latin1, [_face()], size=10, mtime_ns=1, detector="fast")
+        cat.mark_scanned(plain, [], size=5, mtime_ns=1)
+        cat.mark_error(lookalike, f"cannot read {latin1.name}", size=3, mtime_ns=1)
+        assert not cat.needs_scan(latin1, 10, 1) and cat.needs_scan(latin1, 11, 1)
+        assert os.fsencode(cat.photo(latin1).path) == os.fsencode(latin1)
+        assert cat.photo(latin1).face_count == 1 and len(cat.faces(latin1)) == 1
+        assert cat.photo(lookalike).scan_state == "error"
+        assert cat.photo(lookalike).error == "cannot read latin1_\ufffdt\ufffd.jpg"  # valid text
+        assert [r.path for r in cat.photos()] == sorted([latin1, lookalike, plain], key=str)
+        assert [r.path for r in cat.photos_with_faces()] == [latin1]
+        fid = cat.faces(latin1)[0].id
+        cat.save_strengths(fid, {"eyes": 0.5, "hair": 0.0, "off:hair": 0.7})
+    with Catalog(tmp_path / "c.db") as cat:  # and after reopening
+        assert cat.faces(latin1)[0].strengths == {"eyes": 0.5, "hair": 0.0, "off:hair": 0.7}
+        cat.remove_photo(latin1)
+        assert cat.photo(latin1) is None and cat.photo(lookalike) is not None

@@ -345,3 +345,84 @@ def test_supported_extensions():
         assert ext in SUPPORTED_EXTENSIONS
     assert all(e == e.lower() and e.startswith(".") for e in SUPPORTED_EXTENSIONS)
     assert photos.is_supported("X.JPG") and not photos.is_supported("notes.txt")
+
+
+# ------------------------------------------------------------------------------------ issue 12
+
+def test_one_pixel_limit_in_our_own_words(tmp_path):
+    """196 MP is under our 200 MP limit, though over Pillow's own (179 MP): Pillow's check is not ours."""
+    assert photos.DEFAULT_MAX_PIXELS == 200_000_000
+    under = tmp_path / "196mp.png"
+    under.write_bytes(_png_claiming(14_000, 14_000))  # the header only: its data is a few bytes
+    assert read_size(under) == (14_000, 14_000)
+    with pytest.raises(PhotoError) as ei:
+        load_photo(under)
+    assert "178956970" not in ei.value.reason and "limit" not in ei.value.reason  # truncated, not too big
+    over = tmp_path / "201mp.png"
+    over.write_bytes(_png_claiming(15_000, 13_400))
+    with pytest.raises(PhotoError) as ei:
+        load_photo(over)
+    assert ei.value.reason == ("image is 15000x13400 = 201 MP, over the limit of 200 MP "
+                               "(refused as a possible decompression bomb)")
+
+
+def _jpeg_bytes(rgb: np.ndarray, **kw) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_jpeg_lacking_only_its_end_marker_opens_with_a_warning(tmp_path, astronaut, caplog, progressive):
+    data = _jpeg_bytes(astronaut, progressive=progressive)
+    assert data.endswith(b"\xff\xd9")
+    whole = tmp_path / "whole.jpg"
+    whole.write_bytes(data)
+    expected = load_photo(whole).rgb
+    for name, cut in (("no_end.jpg", data[:-2]), ("half_end.jpg", data[:-1])):
+        p = tmp_path / name
+        p.write_bytes(cut)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="core.photos"):
+            np.testing.assert_array_equal(load_photo(p).rgb, expected)
+            assert load_preview(p, 64).shape[:2] == (64, 64)
+        assert any(str(p) in r.getMessage() and "end marker" in r.getMessage() for r in caplog.records)
+        assert p.read_bytes() == cut  # never written
+    for name, cut in (("minus3.jpg", data[:-3]), ("90pc.jpg", data[: len(data) * 9 // 10])):
+        p = tmp_path / name  # picture data missing too: refused, as before
+        p.write_bytes(cut)
+        with pytest.raises(PhotoError, match="truncated"):
+            load_photo(p)
+
+
+def _damaged_exif(orientation: int = 6) -> bytes:
+    """EXIF whose Make entry claims more bytes than the block holds; Orientation is intact."""
+    exif = Image.Exif()
+    exif[0x010F] = "TestCameraMaker"
+    exif[0x0112] = orientation
+    raw = bytearray(exif.tobytes())
+    order = ">" if raw[6:8] == b"MM" else "<"
+    first = 6 + struct.unpack_from(order + "I", raw, 10)[0] + 2  # the first entry of IFD0
+    assert struct.unpack_from(order + "H", raw, first)[0] == 0x010F
+    struct.pack_into(order + "I", raw, first + 4, 5000)  # its count
+    return bytes(raw)
+
+
+@pytest.mark.filterwarnings("ignore:Tag data larger than file")  # pytest records what our filter keeps off stderr
+def test_damaged_exif_is_logged_not_warned_and_its_orientation_still_applies(tmp_path, caplog):
+    raw = _asymmetric(8)
+    p = tmp_path / "damaged_exif.jpg"
+    Image.fromarray(raw).save(p, quality=95, exif=_damaged_exif(6))
+    with caplog.at_level("INFO", logger="core.photos"):
+        photo = load_photo(p)
+    assert photo.rgb.shape == (raw.shape[1], raw.shape[0], 3)  # rotated: orientation 6 was read
+    notes = [r for r in caplog.records if r.name == "core.photos" and "EXIF" in r.getMessage()]
+    assert notes and str(p) in notes[0].getMessage() and notes[0].levelname == "INFO"
+    import subprocess
+
+    code = f"from core.photos import load_photo; load_photo({str(p)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and done.stderr == ""  # Pillow's "corrupt EXIF" warning stays off stderr

@@ -174,3 +174,17 @@ def test_real_detector_on_rotated_astronaut(tmp_path, astronaut):
         assert face.landmarks.shape == (68, 2)
         assert (face.landmarks[:, 0] > face.box[0] - 20).all() and (face.landmarks[:, 0] < face.box[2] + 20).all()
         assert cat.photo(root / "turned.jpg").detector == "fast"
+
+
+def test_a_name_that_is_not_utf8_does_not_stop_the_scan(tmp_path, astronaut):
+    root = tmp_path / "album"
+    root.mkdir()
+    names = [b"a_first.jpg", b"latin1_\xe9t\xe9.jpg", b"z_last.jpg"]
+    for name in names:
+        Image.fromarray(astronaut[:200, :200]).save(os.path.join(os.fsencode(root), name), format="JPEG")
+    with Catalog(tmp_path / "c.db") as cat:
+        report = scan_folder(root, FakeFinder(), catalog=cat)
+        assert not report.errors and report.scanned == 3
+        assert [os.path.basename(os.fsencode(p)) for p in report.faces] == names  # the last one too
+        again = scan_folder(root, FakeFinder(), catalog=cat)
+        assert again.scanned == 0 and len(again.skipped) == 3 and not again.errors
