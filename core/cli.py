@@ -1,42 +1,57 @@
 """``agelapse-cli`` (also ``python -m core``): the engine without the GUI.
 
-    agelapse-cli scan FOLDER [--accurate] [--catalog DB]
-    agelapse-cli age PHOTO (--group 60-69 | --all-groups) --out DIR [--face N] [--strength eyes=0.5 ...]
-                           [--format jpg|png] [--quality Q] [--overwrite]
-    agelapse-cli estimate PHOTO
+    agelapse-cli scan FOLDER [--accurate] [--catalog DB] [--json]
+    agelapse-cli age PHOTO (--group 60-69 | --all-groups) --out DIR [--face N] [--strength eyes=0.5 hair=0 ...]
+                           [--format jpg|png] [--quality Q] [--overwrite] [--json]
+    agelapse-cli estimate PHOTO [--json]
     agelapse-cli export PHOTO --out FILE (--strip | --gif | --mp4) [--face N] [--strength ...] [--whole]
-                           [--max-side PX] [--fps F] [--steps N] [--overwrite]
-    global options (before the command): --models DIR, --providers auto|gpu|cpu, -v / -vv
+                           [--max-side PX] [--fps F] [--steps N] [--overwrite] [--json]
+    global options (before the command): --models DIR, --providers auto|gpu|cpu, -v / -vv, --debug
 
 stdout carries only results, one tab-separated record a line:
     scan      PATH <TAB> FACES                          (one line per readable photo)
     age       LABEL <TAB> OUTPUT-PATH                   (labels as in the model, e.g. "60-69", "70+")
     estimate  FACE <TAB> AGE <TAB> LEFT,TOP,RIGHT,BOTTOM (FACE = the index --face takes, largest first)
     export    OUTPUT-PATH
-Messages, errors and the progress bar go to stderr; errors name the file.
+In these text records (and in every message) control characters of file names are escaped (a newline
+reads ``\n``, a tab ``\t``, escape ``\x1b``) and bytes of a name that are not UTF-8 read U+FFFD, so a
+record is always one line. ``--json`` writes JSON Lines instead, one object per photo (scan), face
+(estimate) or written file (age, export), always ASCII; a ``path`` (or ``output``) whose name is not valid
+UTF-8 also comes as ``path_bytes`` (``output_bytes``): its exact bytes, base64. A scan's photos that
+could not be read are objects with an ``error``.
+
+Messages, errors and progress go to stderr; errors name the file, in one line (tracebacks only with
+``--debug``). On a terminal progress is a bar; when stderr is not a terminal (a log file), a plain line
+every few seconds: count, rate, time left.
 
 Exit codes: 0 ok; 1 partial failure (some photos unreadable or some outputs not written); 2 bad usage
-or input (unknown option, missing or unreadable photo); 3 model missing or damaged; 4 no face found
-(or no face number N).
+or input (unknown option, missing, unreadable or unusable photo); 3 model missing or damaged; 4 no face
+found (or no face number N); 5 an unexpected error (a bug: ``--debug`` shows where).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from core import __version__
-from core.errors import ExportError, FaceError, ModelError, PhotoError
-from core.regions import REGION_NAMES
+from core.errors import AgelapseError, ExportError, FaceError, ModelError, PhotoError, describe
+from core.text import display, is_text, name_bytes, printable
 
 log = logging.getLogger("agelapse.cli")
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_MODEL, EXIT_NO_FACE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_MODEL, EXIT_NO_FACE, EXIT_BUG = 0, 1, 2, 3, 4, 5
 PROG = "agelapse-cli"
+PROGRESS_EVERY = 5.0  # seconds between two progress lines when stderr is not a terminal
 
 
 class CliError(Exception):
@@ -55,7 +70,7 @@ def _strength(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     name = name.strip().lower()
     if not sep or name not in STRENGTH_NAMES:
-        raise argparse.ArgumentTypeError(f"expected REGION=VALUE with REGION one of {', '.join(STRENGTH_NAMES)}, not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {', '.join(STRENGTH_NAMES)}, not {text!r}")
     try:
         v = float(value)
     except ValueError:
@@ -90,25 +105,31 @@ def _quality(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Age the faces in your photos, without the GUI.",
                                 epilog="Exit codes: 0 ok, 1 partial failure, 2 bad usage or input, "
-                                       "3 model missing or damaged, 4 no face found.")
+                                       "3 model missing or damaged, 4 no face found, 5 unexpected error.")
     p.add_argument("--models", type=Path, metavar="DIR", help="folder with aging.onnx, age.onnx and manifest.json "
                    "(default: $AGELAPSE_MODELS_DIR or the bundled models)")
     p.add_argument("--providers", default="auto", choices=("auto", "gpu", "cpu"), help="where models run (default auto)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-vv: debug)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (of unexpected errors, and in the log)")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def json_option(sp):
+        sp.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per record")
 
     def face_options(sp, strengths=True):
         sp.add_argument("--accurate", action="store_true", help="dlib's CNN face detector (slower, finds more)")
         sp.add_argument("--face", type=int, default=0, metavar="N", help="which face, 0 = the largest (default)")
         if strengths:
-            sp.add_argument("--strength", type=_strength, action="append", default=[], metavar="REGION=V",
-                            help=f"strength 0..1.5 of a region or the hair ({', '.join(REGION_NAMES)}, hair); repeatable")
+            sp.add_argument("--strength", type=_strength, action="append", default=[], metavar="NAME=V",
+                            help="strength 0..1.5 (default 1) of a region (forehead, eyes, nose, mouth, cheeks) or "
+                                 "of the hair and brows (hair; 0 leaves them alone); repeatable")
 
     sp = sub.add_parser("scan", help="find the faces in every photo of a folder")
     sp.add_argument("folder", type=Path)
     sp.add_argument("--accurate", action="store_true", help="dlib's CNN face detector (slower, finds more)")
     sp.add_argument("--catalog", type=Path, metavar="DB", help="store the faces in this catalog database")
+    json_option(sp)
 
     sp = sub.add_parser("age", help="age one face of a photo, one file per age group")
     sp.add_argument("photo", type=Path)
@@ -120,10 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=("jpg", "png"), default="jpg")
     sp.add_argument("--quality", type=_quality, default=92, metavar="Q", help="JPEG quality 1..100")
     sp.add_argument("--overwrite", action="store_true")
+    json_option(sp)
 
     sp = sub.add_parser("estimate", help="estimate the age of each face in a photo")
     sp.add_argument("photo", type=Path)
     sp.add_argument("--accurate", action="store_true", help="dlib's CNN face detector (slower, finds more)")
+    json_option(sp)
 
     sp = sub.add_parser("export", help="all age groups as a strip image or a timeline animation")
     sp.add_argument("photo", type=Path)
@@ -139,17 +162,54 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=_positive(int), default=6, metavar="N", help="animation frames from one group to the next (default 6)")
     sp.add_argument("--quality", type=_quality, default=92, metavar="Q", help="JPEG quality of a strip")
     sp.add_argument("--overwrite", action="store_true")
+    json_option(sp)
     return p
 
 
 # -------------------------------------------------------------------------------------- helpers
 
 def _err(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _out(*fields) -> None:
-    print("\t".join(str(f) for f in fields), flush=True)
+    """One text record: tab-separated fields, control characters escaped (always one line)."""
+    print("\t".join(printable(str(f)) for f in fields), flush=True)
+
+
+def _path_fields(key: str, path) -> dict:
+    """{key: the path as text} and, when the name is not valid UTF-8, {key_bytes: its exact bytes, base64}."""
+    fields = {key: display(path)}
+    if not is_text(path):
+        fields[f"{key}_bytes"] = base64.b64encode(name_bytes(path)).decode("ascii")
+    return fields
+
+
+def _json(record: dict) -> None:
+    print(json.dumps(record, ensure_ascii=True, allow_nan=False), flush=True)
+
+
+@contextlib.contextmanager
+def _about(path: Path, debug: bool):
+    """Turns an unexpected failure while working on one photo into one line naming it (exit 2)."""
+    try:
+        yield
+    except (CliError, AgelapseError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # cv2.error, RuntimeError from dlib, MemoryError, ...
+        if debug:
+            raise
+        log.debug("while working on %s", path, exc_info=True)
+        raise CliError(EXIT_USAGE, f"{path}: cannot process this photo ({describe(exc)})") from exc
+
+
+def _writable(folder: Path) -> None:
+    from core.export import check_writable
+
+    try:
+        check_writable(folder)
+    except ExportError as exc:
+        raise CliError(EXIT_PARTIAL, str(exc)) from exc
 
 
 def _load_photo(path: Path):
@@ -159,6 +219,61 @@ def _load_photo(path: Path):
         return load_photo(path)
     except PhotoError as exc:
         raise CliError(EXIT_USAGE, str(exc)) from exc
+
+
+class Progress:
+    """Progress on stderr: tqdm's bar on a terminal; otherwise (stderr redirected to a file or a pipe) a
+    plain line at most every ``every`` seconds: "scanning: 120/800 photos (15 %), 2.3 photos/s, about
+    4 min 55 s left". ``clock`` is injectable for tests."""
+
+    def __init__(self, desc: str, unit: str, *, stream=None, every: float | None = None, tty: bool | None = None,
+                 clock=time.monotonic):
+        self.desc, self.unit = desc, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.every = PROGRESS_EVERY if every is None else every
+        self.clock = clock
+        self.start = clock()
+        self.last = self.start
+        if tty is None:
+            isatty = getattr(self.stream, "isatty", None)
+            tty = bool(isatty and isatty())
+        self.bar = None
+        if tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=desc, unit=unit, file=self.stream)
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.update(done - self.bar.n)
+            return
+        now = self.clock()
+        if now - self.last < self.every or done >= total:
+            return
+        self.last = now
+        elapsed = now - self.start
+        line = f"{self.desc}: {done}/{total} {self.unit}s ({100 * done // max(total, 1)} %)"
+        if done and elapsed > 0:
+            rate = done / elapsed
+            line += f", {rate:.2f} {self.unit}s/s, about {_duration((total - done) / rate)} left"
+        print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
 
 
 def _finder(accurate: bool):
@@ -207,8 +322,6 @@ def _ascii_label(label: str) -> str:
 # ------------------------------------------------------------------------------------- commands
 
 def cmd_scan(args) -> int:
-    from tqdm import tqdm
-
     from core.catalog import Catalog, CatalogError
     from core.scan import scan_folder
 
@@ -218,31 +331,34 @@ def cmd_scan(args) -> int:
         catalog = Catalog(args.catalog) if args.catalog is not None else None
     except CatalogError as exc:
         raise CliError(EXIT_USAGE, str(exc)) from exc
-    bar = tqdm(desc="scanning", unit="photo", file=sys.stderr, disable=None)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
+    bar = Progress("scanning", "photo")
+    records: list[tuple[Path, dict]] = []  # (path, what happened), printed in path order
     try:
-        report = scan_folder(args.folder, _finder(args.accurate), catalog=catalog, progress=progress)
+        report = scan_folder(args.folder, _finder(args.accurate), catalog=catalog, progress=bar.update)
         bar.close()
-        for path, count in report.faces.items():
-            _out(path, count)
-        errors = list(report.errors)
+        records += [(path, {"faces": count}) for path, count in report.faces.items()]
+        records += [(path, {"error": message}) for path, message in report.errors]
         for path in report.skipped:  # unchanged since the catalog's last scan: report what it holds
             record = catalog.photo(path)
             if record is not None and record.error:
-                errors.append((path, f"{record.error} (unchanged since the last scan)"))
+                records.append((path, {"error": f"{record.error} (unchanged since the last scan)", "unchanged": True}))
             else:
-                _out(path, record.face_count if record is not None else len(catalog.faces(path)))
+                count = record.face_count if record is not None else len(catalog.faces(path))
+                records.append((path, {"faces": count, "unchanged": True}))
     finally:
         bar.close()
         if catalog is not None:
             catalog.close()
+    records.sort(key=lambda r: os.fspath(r[0]))
+    for path, what in records:
+        if args.json:
+            _json({**_path_fields("path", path), **what})
+        elif "faces" in what:
+            _out(path, what["faces"])
+    errors = [(path, what["error"]) for path, what in records if "error" in what]
     for path, message in errors:
         _err(f"{path}: {message}")
-    print(report.summary(), file=sys.stderr)
+    print(printable(report.summary()), file=sys.stderr)
     return EXIT_PARTIAL if errors else EXIT_OK
 
 
@@ -255,24 +371,33 @@ def cmd_age(args) -> int:
         groups = None if args.all_groups else [pipeline.aging.group_index(g) for g in args.group]
     except ValueError as exc:
         raise CliError(EXIT_USAGE, str(exc)) from exc
-    face = _one_face(photo, args)
+    with _about(args.photo, args.debug):
+        face = _one_face(photo, args)
     if not args.out.is_dir():
         try:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CliError(EXIT_USAGE, f"{args.out}: cannot create the folder ({exc.strerror})") from exc
-    images = pipeline.age_face(photo.rgb, face, dict(args.strength), groups=groups)
+    _writable(args.out)
+    with _about(args.photo, args.debug):
+        images = pipeline.age_face(photo.rgb, face, dict(args.strength), groups=groups)
     stem = args.photo.stem + (f"_face{args.face}" if args.face else "")
     failed = 0
     for label, rgb in images.items():
         target = args.out / f"{stem}_{_ascii_label(label)}.{args.format}"
+        record = {**_path_fields("path", args.photo), "face": args.face, "group": _ascii_label(label)}
         try:
             save_image(rgb, target, quality=args.quality, exif=photo.exif, overwrite=args.overwrite)
         except ExportError as exc:
             failed += 1
             _err(str(exc))
+            if args.json:
+                _json({**record, "error": display(str(exc))})
             continue
-        _out(_ascii_label(label), target)
+        if args.json:
+            _json({**record, **_path_fields("output", target)})
+        else:
+            _out(_ascii_label(label), target)
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
@@ -285,9 +410,15 @@ def cmd_estimate(args) -> int:
         model = AgeModel.load(_models_dir(args), providers=args.providers)
     except ModelError as exc:
         raise CliError(EXIT_MODEL, str(exc)) from exc
-    for i, face in enumerate(_faces(photo, args.accurate)):
-        box = ",".join(str(int(round(float(v)))) for v in face.box)
-        _out(i, f"{estimate_age(model, photo.rgb, face):.1f}", box)
+    with _about(args.photo, args.debug):
+        faces = _faces(photo, args.accurate)
+        ages = [estimate_age(model, photo.rgb, face) for face in faces]
+    for i, (face, age) in enumerate(zip(faces, ages)):
+        box = [int(round(float(v))) for v in face.box]
+        if args.json:
+            _json({**_path_fields("path", args.photo), "face": i, "age": round(age, 1), "box": box})
+        else:
+            _out(i, f"{age:.1f}", ",".join(map(str, box)))
     return EXIT_OK
 
 
@@ -313,29 +444,36 @@ def cmd_export(args) -> int:
         raise CliError(EXIT_USAGE, f"{args.out}: the file name must end in {' or '.join(wanted)}")
     if args.out.exists() and not args.overwrite:
         raise CliError(EXIT_PARTIAL, f"{args.out}: exists (use --overwrite)")
+    if not args.out.parent.is_dir():
+        raise CliError(EXIT_USAGE, f"{args.out}: folder {args.out.parent} does not exist")
+    _writable(args.out.parent)
     photo = _load_photo(args.photo)
     pipeline = _aging_pipeline(args)
-    face = _one_face(photo, args)
-    prepared = pipeline.prepare(photo.rgb, face, dict(args.strength))
-    results = pipeline.age_all_groups(prepared)
-    h, w = photo.rgb.shape[:2]
-    rect = (0, 0, w, h) if args.whole else source_rect(prepared.matrix, prepared.size, (h, w))
-    labels = [_ascii_label(label) for label in results.labels]
     try:
-        if args.strip:
-            cells = [_frame(pipeline.render(photo.rgb, prepared, out), rect, args.max_side) for out in results.aged]
-            save_image(make_strip(cells, labels), args.out, quality=args.quality, exif=photo.exif,
-                       overwrite=args.overwrite)
-        else:
-            k = len(results)
-            positions = np.linspace(0, k - 1, (k - 1) * args.steps + 1)
-            frames = [_frame(pipeline.render_position(photo.rgb, prepared, results, p), rect, args.max_side)
-                      for p in positions]
-            frames = _labelled(frames, [labels[int(round(p))] for p in positions])
-            (save_gif if args.gif else save_mp4)(frames, args.out, fps=args.fps, overwrite=args.overwrite)
+        with _about(args.photo, args.debug):
+            face = _one_face(photo, args)
+            prepared = pipeline.prepare(photo.rgb, face, dict(args.strength))
+            results = pipeline.age_all_groups(prepared)
+            h, w = photo.rgb.shape[:2]
+            rect = (0, 0, w, h) if args.whole else source_rect(prepared.matrix, prepared.size, (h, w))
+            labels = [_ascii_label(label) for label in results.labels]
+            if args.strip:
+                cells = [_frame(pipeline.render(photo.rgb, prepared, out), rect, args.max_side) for out in results.aged]
+                save_image(make_strip(cells, labels), args.out, quality=args.quality, exif=photo.exif,
+                           overwrite=args.overwrite)
+            else:
+                k = len(results)
+                positions = np.linspace(0, k - 1, (k - 1) * args.steps + 1)
+                frames = [_frame(pipeline.render_position(photo.rgb, prepared, results, p), rect, args.max_side)
+                          for p in positions]
+                frames = _labelled(frames, [labels[int(round(p))] for p in positions])
+                (save_gif if args.gif else save_mp4)(frames, args.out, fps=args.fps, overwrite=args.overwrite)
     except ExportError as exc:
         raise CliError(EXIT_PARTIAL, str(exc)) from exc
-    _out(args.out)
+    if args.json:
+        _json({**_path_fields("path", args.photo), "face": args.face, **_path_fields("output", args.out)})
+    else:
+        _out(args.out)
     return EXIT_OK
 
 
@@ -350,18 +488,74 @@ def _labelled(frames: list[np.ndarray], labels: list[str]) -> list[np.ndarray]:
                                                     constant_values=255) for f in out]
 
 
+class _LogFormatter(logging.Formatter):
+    """One line a record, control characters escaped; tracebacks only with --debug."""
+
+    def __init__(self, debug: bool):
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.debug = debug
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.debug:
+            return super().format(record)
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+@contextlib.contextmanager
+def _logging(args):
+    """Log records to stderr through _LogFormatter while the command runs; then logging as it was (main may
+    run more than once in a process: tests, scripts)."""
+    quiet = not args.verbose and not args.debug
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter(args.debug))
+    levels = {"": logging.WARNING if quiet else logging.INFO if not args.debug and args.verbose < 2 else logging.DEBUG,
+              "py.warnings": logging.ERROR if quiet else logging.NOTSET,
+              "core.scan": logging.ERROR if quiet else logging.NOTSET}  # its warnings repeat the errors listed
+    saved = {name: logging.getLogger(name or None).level for name in levels}
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+    root.addHandler(handler)
+    logging.captureWarnings(True)  # a library's warning is a log record, not raw text on stderr
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        for name, level in saved.items():
+            logging.getLogger(name or None).setLevel(level)
+
+
+def _safe_streams() -> None:
+    """stdout/stderr never fail on a character their encoding lacks (a latin-1 terminal, say)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            if stream.errors == "strict":
+                stream.reconfigure(errors="backslashreplace")
+
+
 COMMANDS = {"scan": cmd_scan, "age": cmd_age, "estimate": cmd_estimate, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
+    _safe_streams()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # bad usage (2) or --help (0): argparse has printed why
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.verbose:
-        logging.getLogger("core.scan").setLevel(logging.ERROR)  # its warnings repeat the errors listed
+    with _logging(args):
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         return COMMANDS[args.command](args)
     except CliError as exc:
@@ -370,6 +564,14 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:  # e.g. inference failed inside onnxruntime
         _err(str(exc))
         return EXIT_MODEL
+    except AgelapseError as exc:
+        _err(str(exc))
+        return EXIT_PARTIAL
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        _err(f"unexpected error: {describe(exc)} (run again with --debug for the details, and please report it)")
+        return EXIT_BUG

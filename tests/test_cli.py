@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -200,3 +202,175 @@ def test_python_dash_m_core(photos, contract_models_dir):
     done = subprocess.run([sys.executable, "-m", "core", "estimate", str(photos / "nope.jpg")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_USAGE and "nope.jpg" in done.stderr and done.stdout == ""
+
+
+# ------------------------------------------------------------------------------------ issue 12
+
+LATIN1 = b"latin1_\xe9t\xe9.jpg"  # a name in latin-1 bytes: not UTF-8
+
+
+def test_a_name_that_is_not_utf8_is_scanned_stored_shown_and_aged(capsys, photos, contract_models_dir, tmp_path):
+    odd = photos / os.fsdecode(LATIN1)
+    shutil.copy(photos / "astro.jpg", odd)
+    db = tmp_path / "catalog.db"
+    for _ in range(2):  # the second scan finds it unchanged in the catalog
+        code, lines, err = run(capsys, "scan", photos, "--catalog", db)
+        assert code == EXIT_PARTIAL and "Traceback" not in err  # corrupt.jpg only
+        records = dict(line.split("\t") for line in lines)
+        assert int(records[str(photos / "latin1_\ufffdt\ufffd.jpg")]) >= 1  # shown with U+FFFD
+    code, lines, err = run(capsys, "scan", photos, "--catalog", db, "--json")
+    by_name = {}
+    for line in lines:
+        record = json.loads(line)
+        raw = base64.b64decode(record["path_bytes"]) if "path_bytes" in record else os.fsencode(record["path"])
+        by_name[os.path.basename(raw)] = record
+    assert by_name[LATIN1]["faces"] >= 1 and by_name[LATIN1]["path"].endswith("latin1_\ufffdt\ufffd.jpg")
+    assert "error" in by_name[b"corrupt.jpg"] and by_name[b"astro.jpg"]["faces"] >= 1
+
+    out = tmp_path / "aged"
+    code, lines, err = run(capsys, "--models", contract_models_dir, "age", odd, "--group", "70+", "--out", out, "--json")
+    assert code == EXIT_OK, err
+    record = json.loads(lines[0])
+    written = base64.b64decode(record["output_bytes"])
+    assert written == os.fsencode(out) + b"/latin1_\xe9t\xe9_70+.jpg" and os.path.isfile(written)  # the same bytes
+
+
+def test_control_characters_never_split_a_record(capsys, photos, tmp_path):
+    odd = photos / "two\nlines\t\x1b[31m.jpg"
+    shutil.copy(photos / "astro.jpg", odd)
+    code, lines, err = run(capsys, "scan", photos)
+    assert code == EXIT_PARTIAL
+    assert len(lines) == 3 and all(line.count("\t") == 1 for line in lines)
+    assert f"{photos}/two\\nlines\\t\\x1b[31m.jpg\t1" in lines
+    assert "\x1b" not in err and "\x1b" not in "".join(lines)
+    code, lines, _ = run(capsys, "scan", photos, "--json")
+    paths = [json.loads(line)["path"] for line in lines]
+    assert str(odd) in paths and len(lines) == 4  # corrupt.jpg is a record too, with its error
+
+
+def test_estimate_and_age_write_json_lines(capsys, photos, contract_models_dir, tmp_path):
+    code, lines, err = run(capsys, "--models", contract_models_dir, "estimate", photos / "astro.jpg", "--json")
+    assert code == EXIT_OK, err
+    faces = [json.loads(line) for line in lines]
+    assert [f["face"] for f in faces] == list(range(len(faces)))
+    assert faces[0]["path"] == str(photos / "astro.jpg") and 0 < faces[0]["age"] < 100 and len(faces[0]["box"]) == 4
+    code, lines, err = run(capsys, "--models", contract_models_dir, "age", photos / "astro.jpg", "--all-groups",
+                           "--out", tmp_path / "o", "--json")
+    assert code == EXIT_OK, err
+    records = [json.loads(line) for line in lines]
+    assert [r["group"] for r in records][-2:] == ["60-69", "70+"] and all(Path(r["output"]).is_file() for r in records)
+
+
+def test_an_extreme_panorama_is_one_clear_line_not_a_traceback(capsys, photos, contract_models_dir, tmp_path):
+    Image.fromarray(np.full((8, 20000, 3), 90, np.uint8)).save(photos / "strip.png")
+    models = ["--models", contract_models_dir]
+    for argv in (["estimate", photos / "strip.png"],
+                 ["age", photos / "strip.png", "--all-groups", "--out", tmp_path / "o"],
+                 ["export", photos / "strip.png", "--strip", "--out", tmp_path / "s.png"]):
+        code, lines, err = run(capsys, *models, *argv)
+        assert code == EXIT_NO_FACE and lines == [], err
+        assert err.strip() == f"agelapse-cli: {photos / 'strip.png'}: no face found"
+    code, lines, err = run(capsys, "scan", photos)
+    assert f"{photos / 'strip.png'}\t0" in lines and "Traceback" not in err
+
+
+def test_a_failure_inside_a_library_names_the_photo_and_hides_the_traceback(capsys, photos, contract_models_dir,
+                                                                            monkeypatch):
+    import cv2
+
+    from core.faces import FaceFinder
+
+    def broken(self, rgb):
+        raise cv2.error("OpenCV(5.0.0) resize.cpp:4220: error: (-215:Assertion failed)\n inv_scale_x > 0")
+
+    monkeypatch.setattr(FaceFinder, "detect", broken)
+    code, lines, err = run(capsys, "--models", contract_models_dir, "estimate", photos / "astro.jpg")
+    assert code == EXIT_USAGE and lines == []
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"agelapse-cli: {photos / 'astro.jpg'}: cannot process this photo (error: OpenCV")
+    code, lines, err = run(capsys, "scan", photos)
+    assert code == EXIT_PARTIAL and "Traceback" not in err
+    assert f"{photos / 'astro.jpg'}: face finding failed (error: OpenCV(5.0.0) resize.cpp:4220:" in err
+    with pytest.raises(cv2.error):  # --debug: the traceback, as Python prints it
+        main(["--debug", "--models", str(contract_models_dir), "estimate", str(photos / "astro.jpg")])
+    capsys.readouterr()
+    code, _, err = run(capsys, "-vv", "scan", photos)
+    assert "face finding failed on" in err and "Traceback" not in err  # -vv: more log, still no traceback
+    code, _, err = run(capsys, "--debug", "scan", photos)
+    assert "Traceback" in err and "broken" in err  # --debug logs where the photo failed
+
+
+def test_an_unexpected_error_is_one_line_with_its_own_exit_code(capsys, photos, monkeypatch):
+    import core.cli as cli
+
+    def bug(args):
+        raise KeyError("oops")
+
+    monkeypatch.setitem(cli.COMMANDS, "scan", bug)
+    code, _, err = run(capsys, "scan", photos)
+    assert code == cli.EXIT_BUG and "KeyError" in err and "--debug" in err and "Traceback" not in err
+
+
+def test_progress_is_a_plain_line_every_few_seconds_when_stderr_is_not_a_terminal(capsys, photos, monkeypatch):
+    import io
+
+    from core.cli import Progress
+
+    now = [100.0]
+    stream = io.StringIO()
+    bar = Progress("scanning", "photo", stream=stream, every=5.0, tty=False, clock=lambda: now[0])
+    for done, t in ((1, 101.0), (2, 104.0), (3, 106.0), (4, 108.0), (10, 112.0), (40, 140.0)):
+        now[0] = t
+        bar.update(done, 40)
+    bar.close()
+    assert stream.getvalue().splitlines() == [
+        "scanning: 3/40 photos (7 %), 0.50 photos/s, about 1 min 14 s left",  # 6 s in: the first line
+        "scanning: 10/40 photos (25 %), 0.83 photos/s, about 36 s left",  # 6 s later; none at 8 s
+    ]  # and none at the end: the summary follows
+
+    import core.cli as cli
+
+    monkeypatch.setattr(cli, "PROGRESS_EVERY", 0.0)
+    code, _, err = run(capsys, "scan", photos)  # capsys: stderr is not a terminal
+    assert "scanning: 1/3 photos (33 %)" in err and "scanning: 2/3 photos (66 %)" in err
+    assert "\r" not in err  # no bar
+
+
+def test_output_folder_that_cannot_be_written_is_said_in_words(capsys, photos, contract_models_dir, tmp_path,
+                                                               monkeypatch):
+    import errno
+
+    import core.export as export
+
+    out = tmp_path / "card"
+    out.mkdir()
+    real_open = os.open
+
+    def read_only(path, flags, *a, **k):
+        if os.fspath(path).startswith(str(out)) and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", os.fspath(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(export.os, "open", read_only)
+    for argv in (["age", photos / "astro.jpg", "--all-groups", "--out", out],
+                 ["export", photos / "astro.jpg", "--strip", "--out", out / "s.png"]):
+        code, lines, err = run(capsys, "--models", contract_models_dir, *argv)
+        assert code == EXIT_PARTIAL and lines == []
+        assert err == f"agelapse-cli: cannot write to {out}: the folder is on a read-only disk\n"
+    assert list(out.iterdir()) == []
+
+
+def test_a_run_writes_nothing_outside_the_data_and_cache_folders(photos, contract_models_dir, tmp_path):
+    """onnxruntime's telemetry would write ~/.cache/Microsoft/DeveloperTools/... on its first import."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "AGELAPSE_", "ORT_"))}
+    env.update(HOME=str(home), OMP_NUM_THREADS="1")
+    for argv in (["estimate", photos / "astro.jpg"], ["age", photos / "astro.jpg", "--group", "70+", "--out", tmp_path / "o"],
+                 ["scan", photos, "--catalog", home / ".local" / "share" / "agelapse" / "c.db"]):
+        done = subprocess.run([sys.executable, "-m", "core", "--models", str(contract_models_dir), *map(str, argv)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode in (EXIT_OK, EXIT_PARTIAL), done.stderr
+    written = [p.relative_to(home) for p in home.rglob("*") if p.is_file()]
+    ours = [Path(".local/share/agelapse"), Path(".cache/agelapse")]
+    assert written and all(any(p.is_relative_to(d) for d in ours) for p in written), written
