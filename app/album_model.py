@@ -24,6 +24,7 @@ from PySide6.QtGui import QImage
 
 from app.imaging import to_qimage
 from app.tasks import TaskRunner
+from core.text import display, printable
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def _key(path: str | os.PathLike) -> str:
 class ThumbnailLoader(QObject):
     """Loads thumbnails on the "thumbs" pool, newest request first (see the module doc)."""
 
-    ready = Signal(str)  # absolute path
+    ready = Signal(object)  # absolute path (str; a QString would drop the bytes of a name not in UTF-8)
     idle = Signal()
 
     def __init__(self, runner: TaskRunner, cache=None, size: int = 160, memory_items: int = 1500,
@@ -215,18 +216,18 @@ class PhotoListModel(QAbstractListModel):
             return None
         path = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return os.path.basename(path)
+            return printable(os.path.basename(path))  # one line; U+FFFD for bytes that are not UTF-8
         if role == ThumbRole:
             return self.loader.image(path)
-        if role == PathRole:
-            return path
+        if role == PathRole:  # for display: Qt cannot hold every name; use path(row) to find the file
+            return display(path)
         if role == FacesRole:
             return self.faces.get(path)
         if role == Qt.ItemDataRole.ToolTipRole:
             n = self.faces.get(path)
             what = ("not scanned yet" if n is None else "could not be read" if n < 0
                     else f"{n} face{'s' if n != 1 else ''}")
-            return f"{path}\n{what}"
+            return f"{display(path)}\n{what}"
         return None
 
     def _thumbnail_ready(self, path: str) -> None:

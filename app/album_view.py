@@ -19,8 +19,9 @@ from PySide6.QtWidgets import (
     QStyle, QStyledItemDelegate, QToolButton, QTreeView, QVBoxLayout, QWidget,
 )
 
-from app.album_model import FacesRole, PathRole, PhotoListModel, ThumbnailLoader, ThumbRole
+from app.album_model import FacesRole, PhotoListModel, ThumbnailLoader, ThumbRole
 from app.tasks import TaskRunner
+from core.text import display
 
 log = logging.getLogger(__name__)
 
@@ -175,18 +176,18 @@ class AlbumPanel(QWidget):
         """List the album in the background; the grid fills when that is done."""
         folder = Path(os.path.abspath(Path(folder).expanduser()))
         self._want_current = os.path.abspath(select) if select else None
-        self.title.setText(f"Listing {folder.name}\u2026")
+        self.title.setText(display(f"Listing {folder.name}\u2026"))
         self.runner.submit(_list_album, folder, self.catalog, key="list",
                            on_result=lambda r, f=folder: self._listed(f, *r),
                            on_error=lambda exc, f=folder: self._list_failed(f, exc))
 
     def _list_failed(self, folder: Path, exc: Exception) -> None:
-        self.title.setText(self.root.name if self.root else "No album open")
-        self.folder_failed.emit(f"Cannot open {folder}: {exc}")
+        self.title.setText(display(self.root.name) if self.root else "No album open")
+        self.folder_failed.emit(display(f"Cannot open {folder}: {exc}"))
 
     def _listed(self, folder: Path, paths: list[Path], faces: dict[str, int]) -> None:
         self.root = folder
-        self.title.setText(folder.name or str(folder))
+        self.title.setText(display(folder.name or str(folder)))
         self.model.set_photos(paths, faces)
         self.fs_model.setRootPath(str(folder))
         self.tree.setRootIndex(self.fs_model.index(str(folder)))
@@ -234,7 +235,7 @@ class AlbumPanel(QWidget):
 
     def current_path(self) -> Path | None:
         idx = self.grid.currentIndex()
-        return Path(idx.data(PathRole)) if idx.isValid() else None
+        return self.model.path(idx.row()) if idx.isValid() and idx.row() < self.model.rowCount() else None
 
     def selected_paths(self) -> list[Path]:
         rows = sorted(i.row() for i in self.grid.selectionModel().selectedIndexes())

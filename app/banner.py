@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton
 
+from core.text import display
+
 COLORS = {"info": "#3a6ea5", "warning": "#a5762a", "error": "#a53a3a"}
 INFO_SECONDS = 8
 
@@ -52,6 +54,7 @@ class Banner(QFrame):
         self.hide()
 
     def show_message(self, level: str, text: str, key: str | None = None) -> None:
+        text = display(text)  # a name that is not UTF-8: U+FFFD, not silently dropped bytes
         if key is not None:
             self.messages = [m for m in self.messages if m.key != key]
         self.messages = [m for m in self.messages if m.text != text]

@@ -9,7 +9,9 @@ Edits: each landmark or forehead drag, and each reset to the detected points, is
 :class:`app.landmark_items.EditFaceCommand` on the photo's own QUndoStack (a QUndoGroup holds one stack
 per photo opened in this session, so going back to a photo keeps its history). Applying a command updates
 the face in memory, tells the view (``face_edited``) and saves it to the catalog at once; undoing the first
-edit of a face resets it in the catalog (its landmarks are "detected" again).
+edit of a face resets it in the catalog (its landmarks are "detected" again). Strength changes are
+:class:`StrengthsCommand` steps on the same stack: one per slider drag, toggle or reset; the keyboard
+steps of one slider merge into one (``app.regions_panel``'s gestures).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoGroup, QUndoStack
+from PySide6.QtGui import QUndoCommand, QUndoGroup, QUndoStack
 
 from app.landmark_items import EditFaceCommand, FaceGeometry, describe_edit
+from app.state import describe_strengths
+from core.text import display
 from app.tasks import TaskRunner, face_finder
 
 log = logging.getLogger(__name__)
@@ -37,7 +41,7 @@ class PhotoEditor(QObject):
     face_selected = Signal(object)  # StoredFace or None
     face_edited = Signal(object)  # StoredFace whose landmarks / forehead changed
     strengths_changed = Signal(object)  # StoredFace
-    photo_scanned = Signal(str, int)  # path, faces: for the album's badges
+    photo_scanned = Signal(object, int)  # path (str: Qt would drop bytes of a name not in UTF-8), faces
     message = Signal(str, str)  # level ("info", "warning", "error"), text
 
     def __init__(self, runner: TaskRunner, catalog, mode_getter=lambda: "fast", parent: QObject | None = None):
@@ -92,7 +96,7 @@ class PhotoEditor(QObject):
             return
         reason = getattr(exc, "reason", None) or str(exc)
         self.photo_failed.emit(path, reason)
-        self.message.emit("error", f"Cannot open {path.name}: {reason}")
+        self.message.emit("error", display(f"Cannot open {path.name}: {reason}"))
 
     # -- faces
 
@@ -119,7 +123,7 @@ class PhotoEditor(QObject):
             self.photo_scanned.emit(str(path), len(faces))
         self.faces_changed.emit(faces)
         if not faces:
-            self.message.emit("info", f"No face found in {path.name}. Draw a box around a face to add one.")
+            self.message.emit("info", display(f"No face found in {path.name}. Draw a box around a face to add one."))
             self.select_face(-1)
             return
         index = 0
@@ -133,7 +137,7 @@ class PhotoEditor(QObject):
         if path == self.path:
             self.faces = []
             self.faces_changed.emit([])
-            self.message.emit("error", f"Face finding failed on {path.name}: {exc}")
+            self.message.emit("error", display(f"Face finding failed on {path.name}: {exc}"))
 
     def select_face(self, index: int) -> None:
         self.selected = index if 0 <= index < len(self.faces) else -1
@@ -199,14 +203,24 @@ class PhotoEditor(QObject):
         self.runner.submit(_reset_in_catalog, self.catalog, fid, pool="io", on_result=push,
                            on_error=lambda exc: self.message.emit("error", f"Cannot reset the landmarks: {exc}"))
 
-    def set_strengths(self, stored: dict[str, float]) -> None:
-        """New per-region strengths of the selected face (as stored: see app.state)."""
+    def set_strengths(self, stored: dict[str, float], gesture: str = "") -> None:
+        """New strengths of the selected face (as stored: see app.state): one undo step, merged with the
+        step before when it belongs to the same ``gesture`` ("" never merges)."""
         face = self.current_face()
-        if face is None:
+        if face is None or dict(stored) == dict(face.strengths):
             return
-        face.strengths = dict(stored)
-        self._write(self.catalog.save_strengths, face.id, dict(stored))
-        self.strengths_changed.emit(face)
+        if self.undo_stack is None:
+            self.apply_strengths(face.id, stored)
+            return
+        self.undo_stack.push(StrengthsCommand(self.apply_strengths, face.id, face.strengths, stored, gesture))
+
+    def apply_strengths(self, face_id: int, stored: dict[str, float]) -> None:
+        """Put a face's strengths in place: memory, the aging (``strengths_changed``), catalog."""
+        face = self.face_by_id(face_id)
+        if face is not None:
+            face.strengths = dict(stored)
+            self.strengths_changed.emit(face)
+        self._write(self.catalog.save_strengths, face_id, dict(stored))
 
     def save_estimated_age(self, face_id: int, age: float | None) -> None:
         face = self.face_by_id(face_id)
@@ -217,6 +231,34 @@ class PhotoEditor(QObject):
     def _write(self, fn, *args) -> None:
         self.runner.submit(fn, *args, pool="io",
                            on_error=lambda exc: self.message.emit("error", f"Could not save to the catalog: {exc}"))
+
+
+class StrengthsCommand(QUndoCommand):
+    """One change of a face's strengths; merges with the next one of the same face and gesture."""
+
+    ID = 0x5354  # "ST"
+
+    def __init__(self, apply, face_id: int, before: dict, after: dict, gesture: str = ""):
+        super().__init__(describe_strengths(before, after))
+        self.apply, self.face_id, self.gesture = apply, face_id, gesture
+        self.before, self.after = dict(before), dict(after)
+
+    def id(self) -> int:
+        return self.ID
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not (isinstance(other, StrengthsCommand) and other.face_id == self.face_id and self.gesture
+                and other.gesture == self.gesture):
+            return False
+        self.after = dict(other.after)
+        self.setText(describe_strengths(self.before, self.after))
+        return True
+
+    def redo(self) -> None:
+        self.apply(self.face_id, self.after)
+
+    def undo(self) -> None:
+        self.apply(self.face_id, self.before)
 
 
 def _iou(a, b) -> float:

@@ -2,6 +2,12 @@
 MP4 of the timeline), for this photo or every selected one, with format, quality and size; a progress
 bar while it runs (on a worker, ``app.export_jobs``); existing files are never overwritten without
 asking (:meth:`ExportDialog.ask_overwrite`, replaceable in tests).
+
+The folder is the last one exported to (the first time: the person's Pictures folder, else the home
+folder), never the photo's own folder, which may be read-only (a camera card, a shared drive); a folder
+that cannot be written to is said so in words before anything runs. The area (whole photo or face only)
+is remembered apart for stills and for animations; animations frame the face by default, as a whole
+photo at 640 px makes the face tiny.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QStandardPaths, Signal
 from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
     QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QRadioButton, QSpinBox,
@@ -19,6 +25,7 @@ from PySide6.QtWidgets import (
 from app.export_jobs import ExportOptions, ExportSource, existing, make_unique, plan, run_export
 from app.state import position_label
 from app.tasks import TaskRunner, face_finder
+from core.text import display, printable
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +93,7 @@ class ExportDialog(QDialog):
         self.steps.setValue(6)
         self.frame_labels = QCheckBox("Age under each frame")
         self.frame_labels.setChecked(True)
-        self.folder = QLineEdit(str(settings.value("export/folder", "") or (Path(current.path).parent if current else Path.home())))
+        self.folder = QLineEdit(str(settings.value("export/folder", "") or default_folder()))
         browse = QPushButton("Browse\u2026")
         browse.clicked.connect(self._browse)
         folder_row = QHBoxLayout()
@@ -135,10 +142,17 @@ class ExportDialog(QDialog):
 
     def _restore(self) -> None:
         s = self.settings
-        for combo, key in ((self.kind, "export/kind"), (self.fmt, "export/format"), (self.area, "export/area")):
+        for combo, key in ((self.kind, "export/kind"), (self.fmt, "export/format")):
             i = combo.findData(s.value(key))
             if i >= 0:
                 combo.setCurrentIndex(i)
+        self._areas = {}  # "still" / "animation" -> the area chosen for that sort of export
+        for sort, key, default in (("still", "export/area", "photo"), ("animation", "export/animation_area", "face")):
+            value = s.value(key)
+            self._areas[sort] = value if self.area.findData(value) >= 0 else default
+        self._sort = self._kind_sort()
+        self.area.setCurrentIndex(self.area.findData(self._areas[self._sort]))
+        self.area.currentIndexChanged.connect(lambda _i: self._areas.__setitem__(self._sort, self.area.currentData()))
         for spin, key in ((self.quality, "export/quality"), (self.columns, "export/columns"), (self.steps, "export/steps")):
             try:
                 spin.setValue(int(s.value(key, spin.value())))
@@ -146,13 +160,21 @@ class ExportDialog(QDialog):
                 pass
 
     def _remember(self, o: ExportOptions) -> None:
-        for key, value in (("kind", o.kind), ("format", o.fmt), ("area", o.area), ("quality", o.quality),
+        area_key = "animation_area" if o.kind in ("gif", "mp4") else "area"
+        for key, value in (("kind", o.kind), ("format", o.fmt), (area_key, o.area), ("quality", o.quality),
                            ("columns", o.columns), ("steps", o.steps), ("folder", str(o.folder))):
             self.settings.set_value(f"export/{key}", value)
+
+    def _kind_sort(self) -> str:
+        return "animation" if self.kind.currentData() in ("gif", "mp4") else "still"
 
     def _update_rows(self) -> None:
         kind = self.kind.currentData()
         animation = kind in ("gif", "mp4")
+        sort = self._kind_sort()
+        if sort != self._sort:  # still <-> animation: that sort's own area
+            self._sort = sort
+            self.area.setCurrentIndex(self.area.findData(self._areas[sort]))
         visible = {"age": kind == "single", "fmt": not animation, "quality": not animation,
                    "columns": kind == "strip", "fps": animation, "steps": animation, "labels": animation}
         form = self.layout().itemAt(0).layout()
@@ -187,9 +209,9 @@ class ExportDialog(QDialog):
 
     def ask_overwrite(self, paths: list[Path]) -> str:
         """"overwrite", "rename" or "cancel": what to do about files that exist already."""
-        names = "\n".join(p.name for p in paths[:8]) + ("\n\u2026" if len(paths) > 8 else "")
+        names = "\n".join(printable(p.name) for p in paths[:8]) + ("\n\u2026" if len(paths) > 8 else "")
         box = QMessageBox(QMessageBox.Icon.Question, "Files exist",
-                          f"{len(paths)} file(s) exist already in {paths[0].parent}:\n{names}", parent=self)
+                          f"{len(paths)} file(s) exist already in {display(paths[0].parent)}:\n{names}", parent=self)
         replace = box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
         keep = box.addButton("Keep both", QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
@@ -201,13 +223,21 @@ class ExportDialog(QDialog):
         """Check, ask about existing files, then export in the background. False if nothing started."""
         if self.task is not None:
             return False
+        from core.errors import ExportError
+        from core.export import check_writable
+
         options = self.options()
         if not options.folder.is_dir():
             try:
                 options.folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                self.status.setText(f"Cannot create {options.folder}: {exc.strerror}")
+                self.status.setText(display(f"Cannot create {options.folder}: {(exc.strerror or str(exc)).lower()}."))
                 return False
+        try:
+            check_writable(options.folder)
+        except ExportError as exc:
+            self.status.setText(display(f"{str(exc)[0].upper()}{str(exc)[1:]}. Choose another folder."))
+            return False
         sources = self.sources()
         if not sources:
             self.status.setText("Nothing to export: select a photo with a face.")
@@ -250,7 +280,7 @@ class ExportDialog(QDialog):
             text += " Not written: " + "; ".join(m for _, m in report.errors[:3])
         if report.cancelled:
             text += " (cancelled)"
-        self.status.setText(text)
+        self.status.setText(display(text))
         self.finished_export.emit(report)
         if not report.errors and not report.cancelled:
             self.accept()
@@ -259,7 +289,7 @@ class ExportDialog(QDialog):
         self.task = None
         self.progress.hide()
         self.export_button.setEnabled(True)
-        self.status.setText(f"Export failed: {exc}")
+        self.status.setText(display(f"Export failed: {exc}"))
         self.finished_export.emit(None)
 
     def _cancel(self) -> None:
@@ -277,6 +307,12 @@ class ExportDialog(QDialog):
         if self.task is not None:
             self._cancel()
         super().reject()
+
+
+def default_folder() -> Path:
+    """Where exports go the first time: the person's Pictures folder, else their home folder."""
+    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+    return Path(pictures) if pictures else Path.home()
 
 
 def _export(sources, options, pipeline, targets, overwrite, catalog, mode, ctx):

@@ -5,6 +5,10 @@
 
 Without a folder the last album is opened again. ``--screenshot`` renders the main window with a face
 selected and the timeline filled into FILE (PNG) and exits (see ``app.screenshot``).
+
+On Linux, before the application is created, the system libraries of Qt's X11 (xcb) platform are looked
+for (:func:`missing_qt_libraries`): when some are missing, Qt's own message names the wrong one, so we
+print which are missing and the one ``apt-get install`` line that installs them, and exit.
 """
 
 from __future__ import annotations
@@ -16,6 +20,64 @@ import sys
 from pathlib import Path
 
 log = logging.getLogger("agelapse.app")
+
+
+#: The shared libraries Qt's xcb platform plugin loads (soname -> the Debian/Ubuntu package holding it).
+XCB_LIBRARIES: dict[str, str] = {
+    "libxcb.so.1": "libxcb1",
+    "libX11-xcb.so.1": "libx11-xcb1",
+    "libxcb-cursor.so.0": "libxcb-cursor0",
+    "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxcb-randr.so.0": "libxcb-randr0",
+    "libxcb-render.so.0": "libxcb-render0",
+    "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-sync.so.1": "libxcb-sync1",
+    "libxcb-util.so.1": "libxcb-util1",
+    "libxcb-xfixes.so.0": "libxcb-xfixes0",
+    "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libEGL.so.1": "libegl1",
+    "libGL.so.1": "libgl1",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libdbus-1.so.3": "libdbus-1-3",
+}
+
+
+def _loads(soname: str) -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL(soname)
+        return True
+    except OSError:
+        return False
+
+
+def missing_qt_libraries(environ=None, platform: str | None = None, loads=None) -> list[str]:
+    """The sonames of XCB_LIBRARIES that cannot be loaded, when Qt would use its xcb platform here (Linux,
+    QT_QPA_PLATFORM unset or xcb, not a Wayland session); else []."""
+    environ = os.environ if environ is None else environ
+    loads = loads or _loads
+    if not (platform or sys.platform).startswith("linux"):
+        return []
+    qpa = environ.get("QT_QPA_PLATFORM", "")
+    if qpa and not qpa.startswith("xcb"):
+        return []  # offscreen, wayland, eglfs, ...: not xcb
+    if not qpa and environ.get("WAYLAND_DISPLAY") and environ.get("XDG_SESSION_TYPE") == "wayland":
+        return []
+    return [name for name in XCB_LIBRARIES if not loads(name)]
+
+
+def qt_libraries_message(missing: list[str]) -> str:
+    packages = " ".join(dict.fromkeys(XCB_LIBRARIES[m] for m in missing))
+    return (f"agelapse: the window cannot open: Qt needs system libraries that are missing here "
+            f"({', '.join(missing)}). Install them with:\n\n    sudo apt-get install {packages}\n\n"
+            "(other systems: install the packages that provide those files). agelapse-cli works without them.")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -71,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return take_screenshot(args.screenshot, album=folder, models=args.models, size=args.size, timeout=args.timeout)
 
+    missing = missing_qt_libraries()
+    if missing:
+        print(qt_libraries_message(missing), file=sys.stderr)
+        return 1
     app = make_app()
     from app.main_window import MainWindow
     from app.settings import Settings

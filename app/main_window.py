@@ -33,6 +33,7 @@ from app.scanning import ScanController
 from app.settings import PreferencesDialog, Settings
 from app.tasks import TaskRunner
 from app.timeline import TimelineWidget
+from core.text import display
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,23 @@ class MainWindow(QMainWindow):
         self.act_export = self._action("Export\u2026", self.show_export, K("Ctrl+E"))
         self.act_prefs = self._action("Preferences\u2026", self.show_preferences, K.StandardKey.Preferences)
         self.act_quit = self._action("Quit", self.close, K.StandardKey.Quit)
-        self.act_undo = self.editor.undo_group.createUndoAction(self, "Undo")
-        self.act_undo.setShortcut(K.StandardKey.Undo)
-        self.act_redo = self.editor.undo_group.createRedoAction(self, "Redo")
-        self.act_redo.setShortcut(K.StandardKey.Redo)
-        self.addActions([self.act_undo, self.act_redo])
+        # Fixed texts (the toolbar must not jump as "Undo Move landmark 8 (cheeks)" grows); what they would
+        # undo or redo is in their tooltips.
+        group = self.editor.undo_group
+        self.act_undo = self._action("Undo", group.undo, K.StandardKey.Undo)
+        self.act_redo = self._action("Redo", group.redo, K.StandardKey.Redo)
+        for act, verb, can, text, signal, text_signal in (
+                (self.act_undo, "Undo", group.canUndo, group.undoText, group.canUndoChanged, group.undoTextChanged),
+                (self.act_redo, "Redo", group.canRedo, group.redoText, group.canRedoChanged, group.redoTextChanged)):
+            def update(*_, act=act, verb=verb, can=can, text=text) -> None:
+                act.setEnabled(can())
+                what = text()
+                act.setToolTip(f"{verb}: {what} ({act.shortcut().toString(K.SequenceFormat.NativeText)})" if what
+                               else f"Nothing to {verb.lower()}")
+            signal.connect(update)
+            text_signal.connect(update)
+            group.activeStackChanged.connect(update)
+            update()
         self.act_reset = self._action("Reset Points", self.editor.reset_landmarks, K("Ctrl+R"),
                                       tip="Put the landmarks back where they were detected")
         self.act_landmarks = self._action("Landmarks", self._show_landmarks, K("L"), checkable=True,
@@ -196,11 +209,11 @@ class MainWindow(QMainWindow):
         ed.photo_scanned.connect(alb.set_faces)
         ed.photo_loading.connect(self._photo_loading)
         ed.photo_loaded.connect(self._photo_loaded)
-        ed.photo_failed.connect(lambda p, reason: view.set_photo(None, f"Cannot show {p.name}\n{reason}"))
+        ed.photo_failed.connect(lambda p, reason: view.set_photo(None, display(f"Cannot show {p.name}\n{reason}")))
         ed.faces_changed.connect(self._faces_changed)
         ed.face_selected.connect(self._face_selected)
         ed.face_edited.connect(self._face_edited)
-        ed.strengths_changed.connect(lambda f: ag.face_changed(f, age_too=False))
+        ed.strengths_changed.connect(self._strengths_changed)
         view.face_clicked.connect(ed.select_face)
         view.box_drawn.connect(lambda r: ed.add_face_from_box((r.left(), r.top(), r.right(), r.bottom())))
         view.draw_mode_changed.connect(self.act_draw.setChecked)
@@ -211,6 +224,9 @@ class MainWindow(QMainWindow):
         sc.progress.connect(self.scan_status.progress)
         sc.photo_scanned.connect(alb.set_faces)
         sc.finished.connect(self._scan_finished)
+        sc.stopped.connect(lambda why: self.show_message(
+            "error", f"The scan stopped ({why}); the photos scanned so far are kept. Rescan Album tries again.",
+            key="scan"))
 
     def _restore(self) -> None:
         geo = self.settings.geometry("geometry")
@@ -230,16 +246,16 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, folder: str | os.PathLike, select: str | os.PathLike | None = None) -> None:
         if not Path(folder).is_dir():
-            self.show_message("error", f"{folder} is not a folder (or is no longer there).")
+            self.show_message("error", display(f"{folder} is not a folder (or is no longer there)."))
             return
         self.album.open_folder(folder, select)
 
     def _folder_opened(self, root: Path, count: int) -> None:
         self.settings.add_recent_folder(root)
         self._fill_recent()
-        self.setWindowTitle(f"{root.name} \u2014 Agelapse")
+        self.setWindowTitle(display(f"{root.name} \u2014 Agelapse"))
         if count == 0:
-            self.view.set_photo(None, f"No photos in {root}")
+            self.view.set_photo(None, display(f"No photos in {root}"))
             self.show_message("info", f"{root} holds no photos Agelapse can read (JPEG, PNG, TIFF, WebP, HEIC\u2026).")
         elif self.settings.scan_on_open:
             self.start_scan(False)
@@ -266,7 +282,7 @@ class MainWindow(QMainWindow):
         if thumb is not None:  # its thumbnail, enlarged, until the photo is decoded: no blank flash
             self.view.set_photo(Pyramid(thumb.size(), [thumb]))
         else:
-            self.view.set_photo(None, f"Opening {path.name}\u2026")
+            self.view.set_photo(None, display(f"Opening {path.name}\u2026"))
         self.layer.set_face(None)
         self.face_panel.set_face(None)
         self.ages.reset("Finding faces\u2026")
@@ -275,7 +291,7 @@ class MainWindow(QMainWindow):
     def _photo_loaded(self, path: Path, pyramid) -> None:
         self.view.set_photo(pyramid)
         self.layer.bounds = self.view.photo_rect()
-        self.statusBar().showMessage(f"{path.name} \u00b7 {pyramid.size.width()} \u00d7 {pyramid.size.height()}", 5000)
+        self.statusBar().showMessage(display(f"{path.name} \u00b7 {pyramid.size.width()} \u00d7 {pyramid.size.height()}"), 5000)
 
     def _faces_changed(self, faces: list) -> None:
         boxes = [tuple(float(v) for v in f.face.box) for f in faces]
@@ -303,6 +319,13 @@ class MainWindow(QMainWindow):
             self.layer.set_face(stored.face.landmarks, stored.face.forehead_height)
             self.face_panel.set_face(stored, self.editor.selected, len(self.editor.faces))
         self.aging.face_changed(stored)
+
+    def _strengths_changed(self, stored) -> None:
+        from app.state import settings_from_stored
+
+        if stored is self.editor.current_face() and settings_from_stored(stored.strengths) != self.regions.settings():
+            self.regions.set_stored(stored.strengths)  # an undo or redo: the sliders follow
+        self.aging.face_changed(stored, age_too=False)
 
     def _show_landmarks(self, on: bool) -> None:
         self.settings.show_landmarks = on
@@ -346,6 +369,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------ dialogs, messages
 
     def show_message(self, level: str, text: str, key: str | None = None) -> None:
+        text = display(text)
         self.banner.show_message(level, text, key)
         self.statusBar().showMessage(text, 6000)
 

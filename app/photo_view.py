@@ -109,13 +109,20 @@ class LabelItem(QGraphicsItem):
 
 
 class FaceBoxItem(QGraphicsRectItem):
+    """A face's box. Its label is a separate, top-level item (``label``, added to the scene with the box)
+    stacked above the landmark layer, so the region outlines never cover it (a child's Z-value only
+    counts among its siblings)."""
+
+    LABEL_Z = 7
+
     def __init__(self, index: int, rect: QRectF, label: str):
         super().__init__(rect)
         self.index = index
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.setZValue(2)
-        self.label = LabelItem(label, self)
+        self.label = LabelItem(label, None)
         self.label.setPos(rect.topLeft())
+        self.label.setZValue(self.LABEL_Z)
         self.set_selected(False)
 
     def set_selected(self, on: bool) -> None:
@@ -126,7 +133,6 @@ class FaceBoxItem(QGraphicsRectItem):
             pen.setStyle(Qt.PenStyle.DashLine)
         self.setPen(pen)
         self.label.color = color
-        self.label.setZValue(6)
         self.label.update()
 
 
@@ -186,12 +192,14 @@ class PhotoView(QGraphicsView):
     def set_faces(self, boxes: list[tuple[float, float, float, float]], selected: int,
                   labels: list[str] | None = None) -> None:
         for item in self.boxes:
+            self.scene().removeItem(item.label)
             self.scene().removeItem(item)
         self.boxes = []
         for i, (l, t, r, b) in enumerate(boxes):
             label = labels[i] if labels else f"Face {i + 1}"
             item = FaceBoxItem(i, QRectF(l, t, r - l, b - t), label)
             self.scene().addItem(item)
+            self.scene().addItem(item.label)
             self.boxes.append(item)
         self.set_selected(selected)
 

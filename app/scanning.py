@@ -14,6 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from app.tasks import TaskRunner, face_finder
+from core.text import display
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +22,11 @@ log = logging.getLogger(__name__)
 class ScanController(QObject):
     started = Signal(int)  # photos to scan
     progress = Signal(int, int)  # done, total
-    photo_scanned = Signal(str, int)  # path, faces (-1 unreadable)
-    photo_failed = Signal(str, str)  # path, message
-    finished = Signal(object)  # core.scan.ScanReport (cancelled set when cancelled)
+    # paths as Python str (object): a QString would silently drop the bytes of a name that is not UTF-8
+    photo_scanned = Signal(object, int)  # path, faces (-1 unreadable)
+    photo_failed = Signal(object, str)  # path, message
+    finished = Signal(object)  # core.scan.ScanReport (cancelled set when cancelled, or stopped)
+    stopped = Signal(str)  # why the scan stopped before its end (an error outside any one photo)
 
     def __init__(self, runner: TaskRunner, catalog, mode_getter=lambda: "fast", parent: QObject | None = None):
         super().__init__(parent)
@@ -67,9 +70,12 @@ class ScanController(QObject):
     def _on_finished(self, report, exc: Exception | None = None) -> None:
         self._task = None
         if exc is not None:
+            from core.errors import describe
             from core.scan import ScanReport
 
-            report = ScanReport(errors=[(Path("."), f"the scan stopped: {exc}")])
+            log.warning("the scan stopped", exc_info=(type(exc), exc, exc.__traceback__))
+            self.stopped.emit(display(describe(exc)))
+            report = ScanReport(cancelled=True)
         self.finished.emit(report)
 
 

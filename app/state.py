@@ -5,9 +5,9 @@ halfway to g + 1. An age maps to a position by linear interpolation between the 
 open-ended last group is taken as ten years wide).
 
 Strengths as stored in the catalog (``Catalog.save_strengths`` takes any {str: float}): the five region
-names hold the strength the model gets (0 when the region is switched off), and ``"off:<region>"``
-holds the slider value of a region that is switched off, so turning it on again restores it. Only the
-five region names ever reach the engine (:func:`effective_strengths`).
+names and ``"hair"`` (``core.pipeline.STRENGTH_NAMES``) hold the strength the model gets (0 when that
+strength is switched off), and ``"off:<name>"`` holds the slider value of one that is switched off, so
+turning it on again restores it. Only those six names ever reach the engine (:func:`effective_strengths`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.regions import BROWS, REGION_NAMES, face_frame
+from core.pipeline import MAX_STRENGTH, STRENGTH_NAMES
+from core.regions import BROWS, face_frame
 
 Groups = Sequence[tuple[int, "int | None"]]
 OFF_PREFIX = "off:"
@@ -74,10 +75,10 @@ class RegionSetting:
 
 
 def settings_from_stored(stored: Mapping[str, float] | None) -> dict[str, RegionSetting]:
-    """The five regions' slider values and toggles from a catalog strengths dict."""
+    """The slider values and toggles (five regions and the hair) from a catalog strengths dict."""
     stored = stored or {}
     out = {}
-    for name in REGION_NAMES:
+    for name in STRENGTH_NAMES:
         off = stored.get(OFF_PREFIX + name)
         if off is not None:
             out[name] = RegionSetting(float(off), False)
@@ -88,7 +89,7 @@ def settings_from_stored(stored: Mapping[str, float] | None) -> dict[str, Region
 
 def stored_from_settings(settings: Mapping[str, RegionSetting]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for name in REGION_NAMES:
+    for name in STRENGTH_NAMES:
         s = settings.get(name, RegionSetting())
         out[name] = float(s.effective)
         if not s.enabled:
@@ -96,10 +97,22 @@ def stored_from_settings(settings: Mapping[str, RegionSetting]) -> dict[str, flo
     return out
 
 
+def describe_strengths(before: Mapping[str, float] | None, after: Mapping[str, float] | None) -> str:
+    """Undo text of a strengths change: "Eyes strength 130 %", "Hair off", "Change 6 strengths"."""
+    a, b = settings_from_stored(before), settings_from_stored(after)
+    changed = [n for n in STRENGTH_NAMES if a[n] != b[n]]
+    if len(changed) != 1:
+        return f"Change {len(changed)} strengths" if changed else "Change strengths"
+    name, s = changed[0], b[changed[0]]
+    if not s.enabled:
+        return f"{name.capitalize()} off"
+    return f"{name.capitalize()} strength {round(s.value * 100)} %"
+
+
 def effective_strengths(stored: Mapping[str, float] | None) -> dict[str, float]:
-    """What the engine gets: the five regions only, clamped to 0 .. 1.5."""
+    """What the engine gets: the five regions and the hair (no "off:" keys), clamped to 0 .. MAX_STRENGTH."""
     stored = stored or {}
-    return {n: min(max(float(stored.get(n, 1.0)), 0.0), 1.5) for n in REGION_NAMES}
+    return {n: min(max(float(stored.get(n, 1.0)), 0.0), MAX_STRENGTH) for n in STRENGTH_NAMES}
 
 
 # ------------------------------------------------------------------------------- forehead geometry

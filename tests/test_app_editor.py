@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtWidgets import QToolBar
 
 from test_app_support import (  # noqa: F401
     WAIT_MS, app_env, catalog, drag, open_album, photo_album, scene_to_viewport, settings, wait_face, wait_writes,
@@ -159,3 +160,31 @@ def test_redetect_keeps_the_edits_of_faces_found_again(qtbot, window, photo_albu
     again = wait_face(qtbot, window)
     assert again is not face and again.edited  # a new row, the edit handed over
     assert np.allclose(again.face.landmarks, edited, atol=0.01)
+
+
+def test_the_undo_button_keeps_its_text_and_tells_what_it_undoes(qtbot, window, photo_album):
+    open_album(qtbot, window, photo_album)
+    face = wait_face(qtbot, window)
+    button = window.findChild(QToolBar, "mainToolbar").widgetForAction(window.act_undo)
+    width = button.sizeHint().width()
+    assert window.act_undo.text() == "Undo" and not window.act_undo.isEnabled()
+    window.layer.drag_point(8, tuple(face.face.landmarks[8] + 5))
+    assert window.act_undo.isEnabled() and window.act_undo.text() == "Undo"
+    assert window.act_undo.toolTip().startswith("Undo: Move landmark 8 (cheeks)")
+    assert button.sizeHint().width() == width  # the toolbar does not jump
+    window.act_undo.trigger()
+    assert window.act_redo.toolTip().startswith("Redo: Move landmark 8") and window.act_redo.text() == "Redo"
+
+
+def test_the_face_label_is_drawn_above_the_region_outlines(qtbot, window, photo_album):
+    open_album(qtbot, window, photo_album)
+    wait_face(qtbot, window)
+    qtbot.waitUntil(lambda: window.layer.isVisible(), timeout=WAIT_MS)
+    label = window.view.boxes[0].label
+    assert label.scene() is window.view.scene()
+    order = window.view.scene().items()  # topmost first
+    outlines = list(window.layer.outlines.values()) + [window.layer.top_edge]
+    assert all(order.index(label) < order.index(o) for o in outlines)
+    window.editor.load_faces(redetect=True)  # boxes made again: the old labels go with them
+    qtbot.waitUntil(lambda: window.view.boxes and window.view.boxes[0].label is not label, timeout=WAIT_MS)
+    assert label.scene() is None

@@ -206,6 +206,7 @@ def test_the_dialog_opens_without_blocking_and_an_export_can_be_cancelled(qtbot,
     d = _dialog(window)
     qtbot.addWidget(d)
     d.kind.setCurrentIndex(d.kind.findData("gif"))
+    d.area.setCurrentIndex(d.area.findData("photo"))
     d.max_side.setValue(512)
     d.steps.setValue(30)  # 211 frames of the whole photo: long enough to cancel
     with qtbot.waitSignal(d.finished_export, timeout=WAIT_MS) as done:
@@ -215,3 +216,90 @@ def test_the_dialog_opens_without_blocking_and_an_export_can_be_cancelled(qtbot,
     assert not (photo_album / "exports").exists() or not list((photo_album / "exports").iterdir())
     qtbot.waitUntil(lambda: window.runner.pending() == 0, timeout=WAIT_MS)  # the worker stopped early
     assert not list((photo_album / "exports").glob("*.gif"))
+
+
+def test_exports_go_to_the_last_export_folder_first_the_pictures_folder(qtbot, window, photo_album, tmp_path):
+    from app.export_dialog import default_folder
+    from PySide6.QtCore import QStandardPaths
+
+    open_album(qtbot, window, photo_album)
+    wait_face(qtbot, window)
+    wait_groups(qtbot, window)
+    d = window.export_dialog()
+    qtbot.addWidget(d)
+    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+    assert d.folder.text() == str(default_folder()) == pictures  # not the photo's own folder
+    assert Path(d.folder.text()) != photo_album
+    out = tmp_path / "exports here"
+    d.folder.setText(str(out))
+    d.kind.setCurrentIndex(d.kind.findData("single"))
+    d.max_side.setValue(64)
+    with qtbot.waitSignal(d.finished_export, timeout=WAIT_MS):
+        assert d.start()
+    d2 = window.export_dialog()
+    qtbot.addWidget(d2)
+    assert d2.folder.text() == str(out)
+
+
+def test_a_folder_that_cannot_be_written_is_said_in_words(qtbot, window, photo_album, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import core.export as export
+
+    open_album(qtbot, window, photo_album)
+    wait_face(qtbot, window)
+    wait_groups(qtbot, window)
+    card = tmp_path / "card"
+    card.mkdir()
+    real_open = os.open
+
+    def read_only(path, flags, *a, **k):
+        if os.fspath(path).startswith(str(card)) and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", os.fspath(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(export.os, "open", read_only)
+    d = window.export_dialog()
+    qtbot.addWidget(d)
+    d.folder.setText(str(card))
+    assert d.start() is False
+    assert d.status.text() == f"Cannot write to {card}: the folder is on a read-only disk. Choose another folder."
+    assert d.task is None and list(card.iterdir()) == []
+
+
+def test_animations_frame_the_face_by_default_stills_the_whole_photo(qtbot, window, photo_album, tmp_path):
+    open_album(qtbot, window, photo_album)
+    wait_face(qtbot, window)
+    wait_groups(qtbot, window)
+    d = window.export_dialog()
+    qtbot.addWidget(d)
+    d.kind.setCurrentIndex(d.kind.findData("single"))
+    assert d.area.currentData() == "photo"
+    for kind in ("gif", "mp4"):
+        d.kind.setCurrentIndex(d.kind.findData(kind))
+        assert d.area.currentData() == "face" and d.options().area == "face"
+    d.area.setCurrentIndex(d.area.findData("photo"))  # the person's choice for animations...
+    d.kind.setCurrentIndex(d.kind.findData("strip"))
+    assert d.area.currentData() == "photo"
+    d.area.setCurrentIndex(d.area.findData("face"))  # ...and for stills, each kept apart
+    d.kind.setCurrentIndex(d.kind.findData("gif"))
+    assert d.area.currentData() == "photo"
+    d.kind.setCurrentIndex(d.kind.findData("groups"))
+    assert d.area.currentData() == "face"
+
+    d = window.export_dialog()  # a new dialog, nothing exported yet: the defaults again
+    qtbot.addWidget(d)
+    d.folder.setText(str(tmp_path / "out"))
+    d.kind.setCurrentIndex(d.kind.findData("gif"))
+    d.steps.setValue(1)
+    with qtbot.waitSignal(d.finished_export, timeout=WAIT_MS) as done:
+        assert d.start()
+    gif = done.args[0].written[0]
+    with Image.open(gif) as im:
+        w, h = im.size
+    assert w < 400 and h < 400  # the face fills the frame, not a 512 px photo shrunk around it
+    d2 = window.export_dialog()
+    qtbot.addWidget(d2)
+    d2.kind.setCurrentIndex(d2.kind.findData("mp4"))
+    assert d2.area.currentData() == "face"

@@ -50,6 +50,8 @@ def test_screenshot_renders_the_window_with_a_face_and_the_timeline(tmp_path, ph
     assert len(np.unique(small, axis=0)) > 2000  # a photo and thumbnails, not an empty window
     ours = [p for p in home.rglob("*") if "agelapse" in str(p).lower()]
     assert not ours, f"the screenshot wrote the person's settings, catalog or cache: {ours}"
+    written = [p for p in home.rglob("*") if p.is_file()]
+    assert not written, f"the screenshot wrote outside its own folders: {written}"  # onnxruntime's telemetry
 
 
 def test_the_gui_never_imports_torch_or_training():
@@ -62,3 +64,27 @@ def test_the_gui_never_imports_torch_or_training():
     for f in (ROOT / "app").glob("*.py"):
         text = f.read_text()
         assert "import torch" not in text and "from training" not in text and "import training" not in text, f
+
+
+def test_missing_x11_libraries_are_named_with_the_one_line_that_installs_them(monkeypatch, capsys):
+    import app.main as main_mod
+
+    absent = {"libxcb-icccm.so.4", "libxcb-keysyms.so.1"}  # what a fresh server lacked (Qt blamed xcb-cursor0)
+    loads = lambda name: name not in absent  # noqa: E731
+    assert main_mod.missing_qt_libraries({}, "linux", loads) == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
+    assert main_mod.missing_qt_libraries({"QT_QPA_PLATFORM": "xcb"}, "linux", loads)
+    assert main_mod.missing_qt_libraries({"QT_QPA_PLATFORM": "offscreen"}, "linux", loads) == []
+    assert main_mod.missing_qt_libraries({"WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland"},
+                                         "linux", loads) == []
+    assert main_mod.missing_qt_libraries({}, "win32", loads) == [] and main_mod.missing_qt_libraries({}, "darwin", loads) == []
+
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(main_mod.sys, "platform", "linux")
+    monkeypatch.setattr(main_mod, "_loads", loads)
+    monkeypatch.setattr(main_mod, "make_app", lambda *a: pytest.fail("Qt must not start without its libraries"))
+    assert main_mod.main([]) == 1
+    err = capsys.readouterr().err
+    assert [line.strip() for line in err.splitlines() if "apt-get" in line] == [
+        "sudo apt-get install libxcb-icccm4 libxcb-keysyms1"]
+    assert "libxcb-icccm.so.4" in err and "cursor" not in err

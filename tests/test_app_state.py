@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from app.state import (
-    age_to_position, effective_strengths, file_label, forehead_handle_point, forehead_height_at,
+    age_to_position, describe_strengths, effective_strengths, file_label, forehead_handle_point, forehead_height_at,
     position_label, position_to_age, settings_from_stored, stored_from_settings,
 )
 from test_app_support import app_env  # noqa: F401
@@ -36,8 +36,20 @@ def test_strengths_round_trip_through_the_catalog_format():
     stored = stored_from_settings(ui)
     assert stored["mouth"] == 0.0 and stored["off:mouth"] == 0.7 and stored["eyes"] == 1.3
     engine = effective_strengths(stored)
-    assert set(engine) == {"forehead", "eyes", "nose", "mouth", "cheeks"}  # no "off:" keys reach the engine
-    assert engine["mouth"] == 0.0 and engine["eyes"] == 1.3
+    assert set(engine) == {"forehead", "eyes", "nose", "mouth", "cheeks", "hair"}  # no "off:" keys reach the engine
+    assert engine["mouth"] == 0.0 and engine["eyes"] == 1.3 and engine["hair"] == 1.0
+
+
+def test_the_hair_strength_is_stored_switched_off_and_reaches_the_engine():
+    ui = settings_from_stored({"hair": 0.0, "off:hair": 0.4})
+    assert ui["hair"].value == 0.4 and not ui["hair"].enabled
+    stored = stored_from_settings(ui)
+    assert stored["hair"] == 0.0 and stored["off:hair"] == 0.4
+    assert effective_strengths(stored)["hair"] == 0.0
+    assert effective_strengths({"hair": 1.2})["hair"] == 1.2 and effective_strengths({"hair": 9})["hair"] == 1.5
+    assert describe_strengths({}, stored) == "Hair off"
+    assert describe_strengths(stored, {"eyes": 1.3}) == "Change 2 strengths"  # eyes up, hair back on
+    assert describe_strengths({}, {"eyes": 1.3}) == "Eyes strength 130 %"
 
 
 def test_forehead_handle_sits_on_the_top_edge_and_inverts(astronaut):

@@ -132,7 +132,7 @@ def test_region_strengths_change_the_aging_and_are_saved(qtbot, window, photo_al
     face = wait_face(qtbot, window)
     first = wait_groups(qtbot, window)
     panel = window.face_panel.regions
-    for name in ("forehead", "eyes", "nose", "mouth"):
+    for name in ("forehead", "eyes", "nose", "mouth", "hair"):
         panel.toggles[name].setChecked(False)
     panel.set_value("cheeks", 0)
     qtbot.waitUntil(lambda: window.aging.result is not None and window.aging.result is not first, timeout=WAIT_MS)
@@ -198,3 +198,55 @@ def test_dragging_stays_above_30_fps_on_a_12_megapixel_photo(qtbot, window, tmp_
     assert window.editor.photo.width == 4000 and view.overlay.image is not None
     median = statistics.median(times)
     assert median < 1 / 30, f"median frame {median * 1000:.1f} ms"
+
+
+def _drag_slider(slider, *values) -> None:
+    """A person's drag of a slider: pressed, moved through ``values`` (percent), released."""
+    slider.setSliderDown(True)
+    for v in values:
+        slider.setValue(v)
+    slider.setSliderDown(False)
+
+
+def test_the_hair_strength_reaches_the_model_is_saved_and_every_strength_change_is_undoable(qtbot, window,
+                                                                                           photo_album):
+    open_album(qtbot, window, photo_album)
+    face = wait_face(qtbot, window)
+    wait_groups(qtbot, window)
+    panel, stack = window.face_panel.regions, window.editor.undo_stack
+    assert panel.toggles["hair"].text() == "Hair" and panel.sliders["hair"].value() == 100
+    steps = stack.count()
+
+    _drag_slider(panel.sliders["hair"], 90, 60, 40)  # one drag: one undo step, one recompute
+    assert stack.count() == steps + 1 and stack.undoText() == "Hair strength 40 %"
+    qtbot.waitUntil(lambda: window.aging.result is not None
+                    and window.aging.result.renderer.prepared.strengths["hair"] == 0.4, timeout=WAIT_MS)
+    wait_writes(qtbot, window)
+    assert window.catalog.face(face.id).strengths["hair"] == 0.4
+
+    for _ in range(3):  # keyboard steps of one slider: one undo step, however many pauses
+        with qtbot.waitSignal(panel.changed, timeout=WAIT_MS):
+            qtbot.keyClick(panel.sliders["eyes"], Qt.Key.Key_Right)
+    assert stack.count() == steps + 2 and stack.undoText() == "Eyes strength 115 %"
+    panel.toggles["mouth"].setChecked(False)
+    assert stack.count() == steps + 3 and stack.undoText() == "Mouth off"
+    assert "Mouth off" in window.act_undo.toolTip() and window.act_undo.text() == "Undo"
+
+    window.act_undo.trigger()  # mouth on again: the panel follows
+    assert panel.toggles["mouth"].isChecked() and "mouth" not in [k for k in face.strengths if k.startswith("off:")]
+    window.act_undo.trigger()  # eyes back to 100 %, all three steps at once
+    assert panel.sliders["eyes"].value() == 100 and panel.sliders["hair"].value() == 40
+    window.act_undo.trigger()  # the hair's drag
+    assert panel.sliders["hair"].value() == 100 and face.strengths.get("hair", 1.0) == 1.0
+    qtbot.waitUntil(lambda: window.aging.result.renderer.prepared.strengths["hair"] == 1.0, timeout=WAIT_MS)
+    wait_writes(qtbot, window)
+    assert window.catalog.face(face.id).strengths.get("hair", 1.0) == 1.0
+    window.act_redo.trigger()
+    assert panel.sliders["hair"].value() == 40
+    wait_writes(qtbot, window)
+    assert window.catalog.face(face.id).strengths["hair"] == 0.4
+
+    _drag_slider(panel.sliders["hair"], 20)  # a second drag of the same slider is a step of its own
+    assert stack.undoText() == "Hair strength 20 %"
+    window.act_undo.trigger()
+    assert panel.sliders["hair"].value() == 40
