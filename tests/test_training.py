@@ -742,3 +742,19 @@ def test_coring_deepens_lines_but_not_noise():
         assert gain(_run(cored, strong, old, regions)[0], strong) > 0.7 * gain(_run(plain, strong, old, regions)[0], strong) > 0.2
         np.testing.assert_allclose(_run(ager(0.02, 7), faint, young, regions)[0].numpy(),
                                    _run(ager(0.0, 7), faint, young, regions)[0].numpy(), atol=1e-6)
+
+
+def test_exported_metadata_carries_no_local_paths(age_run, tmp_path):
+    """The evaluation names its model and cache by absolute path; the exported file keeps their names only."""
+    import onnx
+
+    metrics = {"model": str(tmp_path / "runs" / "stage" / "aging.onnx"), "cache": str(tmp_path / "cache") + "/",
+               "split": "test", "age": {"mae": 5.4, "per_decade": {"70-79": {"n": 87}}},
+               "sources": ["C:\\Users\\me\\runs\\age.onnx", "~/cache/utk128", "70+"]}
+    out = texport.export_run(age_run, tmp_path / "models", metrics=metrics)
+    props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert json.loads(props["metrics"]) == {
+        "model": "aging.onnx", "cache": "cache", "split": "test", "age": {"mae": 5.4, "per_decade": {"70-79": {"n": 87}}},
+        "sources": ["age.onnx", "utk128", "70+"]}
+    for key, value in props.items():
+        assert str(tmp_path) not in value and str(age_run) not in value and "\\Users" not in value, key

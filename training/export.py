@@ -33,6 +33,23 @@ class ParityError(RuntimeError):
     pass
 
 
+def portable(value):
+    """``value`` (the evaluation's JSON) with every absolute path of this machine cut to its last name
+    ("/home/me/runs/stage/aging.onnx" -> "aging.onnx"): a shipped model carries no local paths."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and _is_local_path(value):
+        return value.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return value
+
+
+def _is_local_path(text: str) -> bool:
+    return ((text.startswith("/") and len(text) > 1) or text.startswith(("~/", "\\\\"))
+            or (len(text) > 2 and text[1] == ":" and text[2] in "\\/" and text[0].isalpha()))
+
+
 def _created() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -147,7 +164,7 @@ def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str 
         "template": json.dumps(state["template"]),
         "trained_on": TRAINED_ON,
         "license": LICENSE,
-        "metrics": json.dumps(metrics or {}),
+        "metrics": json.dumps(portable(metrics or {})),
         "created": _created(),
         "training_steps": str(state.get("step", 0)),
         "weights": weights,
