@@ -1,8 +1,8 @@
 """File names as text: any name the file system can hold, shown, stored and printed without failing.
 
 On POSIX a file name is bytes; Python decodes the bytes that are not valid UTF-8 into lone surrogates
-(``b"\\xe9"`` -> ``"\\udce9"``, PEP 383), which cannot be encoded as UTF-8: printing them, storing them in
-SQLite or handing them to Qt fails. These helpers give each use what it needs:
+(``b"\\xe9"`` -> ``"\\udce9"``, PEP 383), which cannot be encoded as UTF-8: printing them or storing them in
+SQLite fails, and Qt silently drops them. These helpers give each use what it needs:
 
 - :func:`is_text`: whether a name is valid Unicode (encodable as UTF-8);
 - :func:`display`: a name for people: every undecodable byte shown as U+FFFD (the replacement character);
