@@ -303,3 +303,17 @@ def test_animations_frame_the_face_by_default_stills_the_whole_photo(qtbot, wind
     qtbot.addWidget(d2)
     d2.kind.setCurrentIndex(d2.kind.findData("mp4"))
     assert d2.area.currentData() == "face"
+
+
+def test_a_photo_whose_name_is_not_utf8_exports_under_the_same_bytes(tmp_path, pipeline, source):
+    import os
+    import shutil
+
+    odd = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path / "in"), b"latin1_\xe9t\xe9.jpg")))
+    shutil.copy(source.path, odd)
+    src = ExportSource(odd, source.face, {"hair": 0.0})
+    o = ExportOptions(tmp_path / "out", "single", position=7.0)
+    o.folder.mkdir()
+    report = run_export([src], o, pipeline, plan([src], o, pipeline.labels, list(pipeline.aging.age_groups)))
+    assert not report.errors and [os.fsencode(p.name) for p in report.written] == [b"latin1_\xe9t\xe9_70+.jpg"]
+    assert os.listdir(os.fsencode(o.folder)) == [b"latin1_\xe9t\xe9_70+.jpg"]
