@@ -106,3 +106,28 @@ def test_hair_and_brows_are_found_and_greyed():
     assert (y1[region] - y0[region]).mean() > 0.25  # the hair is much lighter ...
     assert chroma((grey + 1) / 2)[region].mean() < 0.3 * chroma(image01)[region].mean()  # ... and grey
     assert torch.allclose(grey[..., int(cheek[1]), int(cheek[0])], x[..., int(cheek[1]), int(cheek[0])], atol=0.02)
+
+
+def test_yaw_skin_tone_and_artefact_measures():
+    from training import eval_slices as sl
+
+    pts = np.array(AGING_TEMPLATE, np.float64) * 128
+    assert abs(sl.yaw_degrees(pts[None])[0]) < 5  # the mean face looks ahead
+    turned = pts.copy()
+    half = (pts[16, 0] - pts[0, 0]) / 2
+    turned[27:36, 0] += 0.3 * half  # the nose towards the image's right
+    assert 20 < sl.yaw_degrees(turned[None])[0] < 40
+    rng = np.random.default_rng(0)
+    face = (rng.normal(0, 3, (64, 64, 3)) + np.array([200, 150, 120])).clip(0, 255).astype(np.uint8)
+    masks = np.zeros((5, 64, 64), np.uint8)
+    masks[4, 20:44, 10:54] = 255
+    mask = sl.cheek_mask(masks)
+    assert mask.sum() > 0 and not mask[18, 30]  # the region's edge is left out
+    lighter = np.clip(face.astype(int) + 25, 0, 255).astype(np.uint8)
+    drift = sl.tone_drift(face, np.stack([face, lighter]), mask)
+    assert drift[0] < 1e-6 and drift[1] > 5
+    band = face.copy()
+    band[:, 30:34] = np.clip(band[:, 30:34].astype(int) - 60, 0, 255)
+    smooth = np.clip(face.astype(int) - np.linspace(0, 30, 64)[None, :, None], 0, 255).astype(np.uint8)
+    art = sl.artefact_score(face, np.stack([smooth, band]))
+    assert art[1] > 3 * art[0]

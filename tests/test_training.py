@@ -630,19 +630,30 @@ def test_prototypes_land_on_the_persons_own_features():
 def test_evaluate_on_exported_models(models_dir, tiny_cache, tmp_path, capsys):
     from training.evaluate import evaluate
 
+    # the same age model as guide and as judge: both tables are made, and they agree
     result = evaluate(models_dir / "aging.onnx", tiny_cache, age_model=str(models_dir / "age.onnx"), limit=2,
-                      json_out=str(tmp_path / "eval.json"))
+                      json_out=str(tmp_path / "eval.json"), judge=str(models_dir / "age.onnx"))
     assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(result))
     assert result["age"]["n"] == 4 and math.isfinite(result["age"]["mae"])  # the whole test split
+    assert result["judge_age"] == result["age"]
     ages = FaceCache(tiny_cache).ages[FaceCache(tiny_cache).indices("test")]
     assert sum(v["n"] for v in result["age"]["per_decade"].values()) == len(ages)
     g = result["aging"]
-    assert g["n"] == 2 and list(g["per_group"]) == AgingModel.load(models_dir, providers="cpu").group_labels
+    labels = AgingModel.load(models_dir, providers="cpu").group_labels
+    assert g["n"] == 2 and list(g["per_group"]) == labels and g["referee"] == "judge"
+    assert g["ages"]["guide"] == g["ages"]["judge"] and list(g["ages"]["judge"]["per_group"]) == labels
+    for v in g["ages"]["judge"]["per_group"].values():
+        assert 0 <= v["age_accuracy"] <= 1
     for v in g["per_group"].values():
-        assert 0 <= v["age_accuracy"] <= 1 and 0 <= v["verification_rate"] <= 1
-        assert v["mean_identity_distance"] >= 0
+        assert 0 <= v["verification_rate"] <= 1 and v["mean_identity_distance"] >= 0 and v["artefact"] >= 0
+    assert set(g["slices"]) == {"race", "source age", "yaw"}
+    assert sum(v["n"] for v in g["slices"]["yaw"].values()) == 2
+    assert "/" not in result["model"]  # no local paths in what may be embedded in a model file
+    for name in g["galleries"].values():
+        picture = cv2.imread(str(tmp_path / "eval_galleries" / name))
+        assert picture is not None and picture.shape[1] == 9 * SIZE  # the input and every group
     out = capsys.readouterr().out
-    assert "Aging model on 2 test faces" in out and "Age model: MAE" in out
+    assert "Aging model on 2 test faces" in out and "Age model: MAE" in out and "Age judge: MAE" in out
 
 
 def test_evaluate_can_choose_on_the_validation_split(models_dir, tiny_cache):

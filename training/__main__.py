@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--split", default="test", choices=("test", "val"),
                    help="test (the reported figures, default) or val (for choosing settings)")
+    p.add_argument("--judge", default=None,
+                   help="independent age judge (.onnx; default: training/judges/age_judge.onnx if present; 'none' to skip)")
+    p.add_argument("--identity", default="torch", choices=("torch", "dlib"),
+                   help="dlib's face descriptor through its PyTorch port (batched, default) or dlib itself")
+    p.add_argument("--gallery", default=None, help="folder for the worst-16 pictures per slice (default: beside --json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluate import evaluate
 
             evaluate(Path(args.target), Path(args.cache), age_model=args.age_model, limit=args.limit, json_out=args.json,
-                     split=args.split)
+                     split=args.split, judge=args.judge, identity=args.identity, gallery=args.gallery)
             return 0
     except (DatasetError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
