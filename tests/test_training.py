@@ -468,16 +468,22 @@ def test_prototype_model_builds_and_exports(tiny_cache, age_run, tmp_path):
     assert cv2.imread(str(run / "prototypes.png")).shape == (2 * SIZE, 8 * SIZE, 3)
     texport.export_run(run, tmp_path / "models")
     model = AgingModel.load(tmp_path / "models", providers="cpu")
-    assert model.format == "agelapse-aging/2"
-    x, t, r = _real_inputs(tiny_cache, 3, 8)
+    assert model.format == "agelapse-aging/2" and model.image_size > SIZE  # the faces' square and a margin
+    from training.evaluate import Reframe
+
     cache = FaceCache(tiny_cache)
-    lm = torch.from_numpy(np.asarray(cache.landmarks[cache.indices("test")[:3]])).float()
+    frame = Reframe(cache, model)
+    x, t, r = _real_inputs(tiny_cache, 3, 8)
+    to_model = lambda a: torch.from_numpy(frame.images(((a.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)))
+    x = to_model(x).permute(0, 3, 1, 2).float() / 127.5 - 1
+    r = torch.from_numpy(frame.masks((r.numpy() * 255).astype(np.uint8))).float() / 255
+    lm = torch.from_numpy(frame.points(np.asarray(cache.landmarks[cache.indices("test")[:3]]))).float()
     hair = torch.tensor([1.0, 0.0, 1.5])
     module, _ = texport.build_module(state)
     feed = {"image": x.numpy(), "target": t.numpy(), "regions": r.numpy(), "landmarks": lm.numpy(), "hair": hair.numpy()}
     with torch.no_grad():
         ref, _ = module(x, t, r, lm, hair)
-        source = module.source(x)
+        source = module.source(x, lm)
         same, keep = module(x, source, r, lm, hair)  # target = the face's own age: nothing to change
     np.testing.assert_allclose(model.session.run(feed)["aged"], ref.numpy(), atol=1e-4)
     np.testing.assert_allclose(same.numpy(), x.numpy(), atol=1e-5)
@@ -513,7 +519,7 @@ def _flat_protos(k: int = 8, s: int = 32) -> dict:
             "mean_shape": _mean_shape(s)}
 
 
-def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0, tone_gain: float = 1.0):
+def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0, tone_gain: float = 1.0, margin: int = 0):
     """A PrototypeAger on hand-made prototypes with plain settings (no blur, no saturation, no
     group scaling, no hair) that takes every face for a member of group ``source``."""
     from training.prototype import PrototypeAger
@@ -522,15 +528,15 @@ def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0, tone_gain
     ones = torch.ones(s, s)
     m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=gains, colour_sigma=0.0, detail_limit=1.0,
                       group_scale=(1.0,) * k, detail_coring=coring, tone_gain=tone_gain, shape_scale=(1.0,) * k,
-                      hair_levels=(0.0,) * k, brow_levels=(0.0,) * k)
-    m.source = lambda image: torch.eye(k)[[source] * len(image)]
+                      hair_levels=(0.0,) * k, brow_levels=(0.0,) * k, margin=margin)
+    m.source = lambda image, landmarks: torch.eye(k)[[source] * len(image)]
     return m.eval()
 
 
 def _run(ager, image, target, regions, landmarks=None):
     """One call of the /2 contract: the face at the mean shape unless ``landmarks`` says otherwise."""
-    n, s = image.shape[0], image.shape[-1]
-    lm = (_mean_shape(s) if landmarks is None else landmarks).expand(n, -1, -1)
+    n = image.shape[0]
+    lm = (_mean_shape(ager.out_size - 2 * ager.margin) + ager.margin if landmarks is None else landmarks).expand(n, -1, -1)
     return ager(image, target.expand(n, -1), regions.expand(n, -1, -1, -1), lm, torch.ones(n))
 
 
@@ -594,6 +600,29 @@ def test_skin_tone_changes_by_the_same_fraction_for_every_skin():
         fold = lambda x: (lambda y: (y[..., 10:20, 4:8].mean() - y[..., 10:20, 20:28].mean()).item())(_run(pattern_only, x, old, regions)[0])
         assert fold(dark) < 0 and fold(light) < 0
         assert fold(dark) / fold(light) == pytest.approx(0.2 / 0.7, rel=0.05)
+
+
+def test_a_margin_around_the_face_changes_nothing_but_the_framing():
+    """The model's crop may hold the training faces' square with a margin: a face framed so
+    (landmarks moved by the margin) gets the same change, moved by the margin, and the margin's
+    pixels change only as far as the face's own change reaches them."""
+    s, k, margin = 32, 8, 6
+    protos = _flat_protos(k, s)
+    protos["textures"][7, :, 12:20, 8:24] = -0.5  # an old group's fold
+    protos["flows"][7, 1] = 1.0
+    g = torch.Generator().manual_seed(0)
+    face = torch.rand(1, 3, s, s, generator=g) * 0.6 - 0.3
+    framed = F.pad(face, (margin,) * 4, mode="replicate")
+    old = torch.eye(k)[[7]]
+    tight = _fixed_ager(protos, (1, 0, 1), 0, tone_gain=0.0)
+    loose = _fixed_ager(protos, (1, 0, 1), 0, tone_gain=0.0, margin=margin)
+    assert loose.out_size == s + 2 * margin
+    with torch.no_grad():
+        a, _ = _run(tight, face, old, _gate_everywhere(s))
+        b, _ = _run(loose, framed, old, F.pad(_gate_everywhere(s), (margin,) * 4))
+    inner = b[..., margin:-margin, margin:-margin]
+    np.testing.assert_allclose(inner[..., 2:-2, 2:-2].numpy(), a[..., 2:-2, 2:-2].numpy(), atol=2e-3)
+    assert (b - framed)[..., :margin - 2, :].abs().max() < 1e-4  # the top of the margin: no change reaches it
 
 
 def test_prototypes_land_on_the_persons_own_features():

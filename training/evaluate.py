@@ -125,6 +125,53 @@ def _age_table(est: np.ndarray, real_est: np.ndarray, real_groups: np.ndarray, g
             "age_accuracy": round(float(np.mean([per[label]["age_accuracy"] for label in labels])), 4)}
 
 
+class Reframe:
+    """The cache's faces (aligned to the cache's template at its size) into an aging model's own
+    crop (its template at its size; e.g. the same square with a margin) and the model's outputs
+    back. Where the cache's crop has no pixels the border is mirrored; the measures are taken on
+    the outputs brought back to the cache's crop, where the judges were trained."""
+
+    def __init__(self, cache: FaceCache, model: AgingModel):
+        from core.align import ALIGN_POINTS, invert, similarity
+
+        self.size_in, self.size_out = cache.size, model.image_size
+        self.m = similarity(cache.template.at_size(self.size_in)[ALIGN_POINTS], model.template.at_size(self.size_out)[ALIGN_POINTS])
+        self.back = invert(self.m)
+        self.same = self.size_in == self.size_out and np.allclose(self.m, np.eye(2, 3), atol=1e-3)
+
+    def _warp(self, images, m, size, border):
+        return np.stack([cv2.warpAffine(np.ascontiguousarray(im), m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+                         for im in images])
+
+    def images(self, images: np.ndarray) -> np.ndarray:
+        return images if self.same else self._warp(images, self.m, self.size_out, cv2.BORDER_REFLECT_101)
+
+    def masks(self, masks: np.ndarray) -> np.ndarray:
+        """(N, 5, S, S) region masks -> the model's crop (outside the cache's crop: 0)."""
+        if self.same:
+            return masks
+        moved = self._warp(np.asarray(masks).transpose(0, 2, 3, 1), self.m, self.size_out, cv2.BORDER_CONSTANT)
+        return moved.transpose(0, 3, 1, 2)
+
+    def points(self, landmarks: np.ndarray) -> np.ndarray:
+        from core.align import transform_points
+
+        return landmarks if self.same else np.stack([transform_points(p, self.m) for p in landmarks])
+
+    def restore(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs if self.same else self._warp(outputs, self.back, self.size_in, cv2.BORDER_REPLICATE)
+
+    def run(self, aging: AgingModel, images: np.ndarray, landmarks: np.ndarray, masks: np.ndarray, k: int) -> np.ndarray:
+        """Every face aged to every one of the ``k`` groups, in the cache's crop: (N * k, S, S, 3)."""
+        n = len(images)
+        eye = np.eye(k, dtype=np.float32)
+        x = self.images(images)
+        regions = self.masks(masks).astype(np.float32) / 255
+        lms = self.points(np.asarray(landmarks, dtype=np.float32)).astype(np.float32)
+        aged, _ = aging.run(np.repeat(x, k, 0), np.tile(eye, (n, 1)), np.repeat(regions, k, 0), np.repeat(lms, k, 0), 1.0)
+        return self.restore(aged)
+
+
 def _box(landmarks: np.ndarray) -> np.ndarray:
     """A face box around 68 landmarks, as dlib's detector draws it (brows to chin, jaw to jaw)."""
     x0, y0 = landmarks.min(0)
@@ -158,14 +205,11 @@ def evaluate_aging(aging: AgingModel, judges: dict, cache: FaceCache, idx: np.nd
         from core.faces import FaceFinder
 
         finder = FaceFinder()
-    size = aging.image_size
-    if size != cache.size:
-        raise ValueError(f"the aging model works at {size} px but the cache holds {cache.size} px faces")
+    frame = Reframe(cache, aging)
     n = len(idx)
     est = {name: np.zeros((n, k)) for name in judges}
     dist, drift, artefact = np.zeros((n, k)), np.full((n, k), np.nan), np.zeros((n, k))
     src = np.array([group_index(int(a), groups) for a in cache.ages[idx]])
-    eye = np.eye(k, dtype=np.float32)
     started = time.monotonic()
     for j in range(0, n, faces_per_call):
         part = idx[j : j + faces_per_call]
@@ -173,8 +217,7 @@ def evaluate_aging(aging: AgingModel, judges: dict, cache: FaceCache, idx: np.nd
         lms = np.asarray(cache.landmarks[part], dtype=np.float32)
         masks = np.asarray(cache.masks[part])
         m = len(part)
-        aged, _ = aging.run(np.repeat(x, k, 0), np.tile(eye, (m, 1)), np.repeat(masks.astype(np.float32) / 255, k, 0),
-                            np.repeat(lms, k, 0), 1.0)
+        aged = frame.run(aging, x, lms, masks, k)
         for name, model in judges.items():
             est[name][j : j + m] = estimate_ages(model, aged).reshape(m, k)
         refs = ident.descriptors(x, lms)
@@ -222,9 +265,7 @@ def evaluate_aging(aging: AgingModel, judges: dict, cache: FaceCache, idx: np.nd
                 for f in worst:
                     i = idx[f]
                     x = np.asarray(cache.images[i])
-                    lm = np.asarray(cache.landmarks[i], dtype=np.float32)
-                    aged, _ = aging.run(np.repeat(x[None], k, 0), eye, np.repeat(np.asarray(cache.masks[i], np.float32)[None] / 255, k, 0),
-                                        np.repeat(lm[None], k, 0), 1.0)
+                    aged = frame.run(aging, x[None], np.asarray(cache.landmarks[i])[None], np.asarray(cache.masks[i])[None], k)
                     rows.append(np.concatenate([x, *aged], 1))
                     captions.append(f"age {int(cache.ages[i])} id {dist[f].max():.2f} art {artefact[f].max():.1f}")
                 sl.save_gallery(path, rows, labels, captions)

@@ -107,6 +107,8 @@ def build_module(state: dict, weights: str = "ema") -> tuple[torch.nn.Module, di
         fmt = "agelapse-aging/2" if kind == "prototype" else "agelapse-aging/1"
         meta = {"format": fmt, "image_size": state["image_size"], "age_groups": cfg["age_groups"],
                 "regions": list(REGION_NAMES)}
+        if kind == "prototype":  # its crop: the training faces' square with a margin around it
+            meta.update(image_size=module.out_size, template=module.template_json())
         return module.eval(), meta
 
 
@@ -146,7 +148,8 @@ def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
     tmp = out_dir / (name + ".tmp")
-    inputs = example_inputs(fmt, size, groups, template=state.get("template"))
+    template = meta.pop("template", state["template"])
+    inputs = example_inputs(fmt, size, groups, template=template)
     n = torch.export.Dim("batch", min=1, max=1024)
     if fmt == "agelapse-age/1":
         in_names, out_names = ["image"], ["age", "probs"]
@@ -161,7 +164,7 @@ def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str 
     model = program.model_proto
     props = {
         **{k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()},
-        "template": json.dumps(state["template"]),
+        "template": json.dumps(template),
         "trained_on": TRAINED_ON,
         "license": LICENSE,
         "metrics": json.dumps(portable(metrics or {})),

@@ -10,7 +10,8 @@ found per face (all in the aligned crop, in units of the distance between the ey
   far outside the head ellipse). A bald head is skin-coloured and stays as it is.
 - brows: within a fraction of d of the brow landmarks (17-26) and darker than the skin.
 
-- and has strands: fine luminance texture that a wall or the sky lacks.
+- and has strands: fine luminance texture that a wall or the sky lacks; and is darker than the
+  skin (lit skin at the temples is not hair; fair hair, near the skin's brightness, greys less).
 
 Greying keeps the strands: the luminance is split into a smooth base (Gaussian, sigma 2 px) and
 detail; the base moves up towards a light grey (lighter for whiter targets; never darker, so a
@@ -84,14 +85,18 @@ class HairGreying(nn.Module):
         mid = ((jaw_l + jaw_r) / 2 / dd).view(-1, 1, 1, 1)
         half = ((jaw_r - jaw_l).abs() / 2 / dd).clamp_min(0.5).view(-1, 1, 1, 1)
         chin = (chin_v / dd).clamp_min(0.8).view(-1, 1, 1, 1)
-        ax = 1.5 * half
-        up = 1.2 * chin  # the skull and its hair reach about as far above the eyes as the chin below
+        ax = 1.3 * half
+        up = 1.15 * chin  # the skull and its hair reach about as far above the eyes as the chin below
         ay = torch.where(v < 0, up, chin)
         q = torch.sqrt(((u - mid) / ax) ** 2 + (v / ay) ** 2 + 1e-8)
         head = torch.sigmoid((1 - q) / 0.06)
         # not the lower face (a beard is not the hair); the forehead is left to the colours (bangs grey)
         lower = torch.sigmoid((v + 0.5) / 0.1) * torch.sigmoid((0.95 - ((u - mid) / half).abs()) / 0.05)
-        zone = head * (1 - torch.maximum(lower, self.wide(face) * (v > -0.5).float()))
+        # the scalp above the forehead only: beside the face, shadowed skin, ears and a dark
+        # background are too easily taken for hair (seen on real photos: a grey halo)
+        brow_v = ((((landmarks[:, 17:27] - centre.unsqueeze(1)) * down.unsqueeze(1)).sum(2)).mean(1) / dd).view(-1, 1, 1, 1)
+        cap = torch.sigmoid((brow_v - 0.4 * chin - v) / 0.08)
+        zone = head * cap * (1 - torch.maximum(lower, self.wide(face) * (v > -0.5).float()))
         # colours: the face's skin, the hair just above the forehead, the background far outside
         pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
         skin = self._sample(image01, pts).mean(2).view(-1, 3, 1, 1)
@@ -109,26 +114,34 @@ class HairGreying(nn.Module):
         # then only the pixels near the head are taken
         bg_like = has_bg * torch.exp(-dist(image01, bg) ** 2 / (2 * 0.06**2))
         bg_close = has_bg * torch.sigmoid((HAIR_TOL - dist(hair_ref, bg)) / 0.03)
-        near_head = torch.sigmoid((1.1 - q) / 0.05)
+        near_head = torch.sigmoid((0.95 - q) / 0.05)
         # hair has strands: fine luminance texture that a wall or the sky has not
         y = (image01 * self.luma).sum(1, keepdim=True)
         texture = torch.sqrt(self.base_blur((y - self.base_blur(y)) ** 2) + 1e-8)
-        strands = 0.3 + 0.7 * torch.sigmoid((texture - 0.025) / 0.008)
-        hair = zone * unlike_skin * seen * strands * (1 - bg_like * (1 - bg_close)) * (1 - bg_close * (1 - near_head))
+        strands = 0.15 + 0.85 * torch.sigmoid((texture - 0.025) / 0.008)
+        # and darker than the skin: lit skin at the temples is not taken for hair (fair hair, which
+        # is near the skin's brightness, greys less; it is light already)
+        skin_y = (skin * self.luma).sum(1, keepdim=True)
+        darker = torch.sigmoid((skin_y - y - 0.12) / 0.04)
+        hair = zone * unlike_skin * darker * seen * strands * (1 - bg_like * (1 - bg_close)) * (1 - bg_close * (1 - near_head))
         # brows: near the brow landmarks and darker than the skin
         brow_pts = landmarks[:, 17:27]
-        rel = self.pixels.view(1, 1, 2, self.size, self.size) - brow_pts.view(-1, 10, 2, 1, 1)
-        near = torch.exp(-(rel * rel).sum(2) / (2 * (0.13 * d.view(-1, 1, 1, 1)) ** 2)).amax(1, keepdim=True)
+        mids = (landmarks[:, [17, 18, 19, 20, 22, 23, 24, 25]] + landmarks[:, [18, 19, 20, 21, 23, 24, 25, 26]]) / 2
+        brow_pts = torch.cat([brow_pts, mids], 1)  # along the brow lines
+        rel = self.pixels.view(1, 1, 2, self.size, self.size) - brow_pts.view(-1, 18, 2, 1, 1)
+        near = torch.exp(-(rel * rel).sum(2) / (2 * (0.09 * d.view(-1, 1, 1, 1)) ** 2)).amax(1, keepdim=True)
         skin_y = (skin * self.luma).sum(1, keepdim=True)
-        brows = near * torch.sigmoid((skin_y - y - 0.06) / 0.03)
+        brows = near * torch.sigmoid((skin_y - y - 0.12) / 0.03)
         return hair.clamp(0.0, 1.0), brows.clamp(0.0, 1.0)
 
-    def grey(self, image01, amount, whiteness):
-        """Move (N, 3, S, S) colours towards grey by ``amount`` (N, 1, S, S); ``whiteness`` (N,)."""
+    def grey(self, image01, amount, whiteness, level=None):
+        """Move (N, 3, S, S) colours towards grey by ``amount`` (N, 1, S, S); ``whiteness`` (N,)
+        sets the grey's lightness (or ``level``, (N, 1, S, S), gives it)."""
         y = (image01 * self.luma).sum(1, keepdim=True)
         base = self.base_blur(y)
         detail = y - base
-        level = (0.55 + 0.3 * whiteness).view(-1, 1, 1, 1)
+        if level is None:
+            level = (0.5 + 0.25 * whiteness).view(-1, 1, 1, 1)
         # only lighter: grey hair is lighter than dark hair, and a light wall taken for hair stays
         y2 = base + (level - base).clamp_min(0) * amount + detail * (1 + 0.5 * amount)
         chroma = image01 - y
@@ -137,5 +150,10 @@ class HairGreying(nn.Module):
     def forward(self, image, landmarks, face, hair_amount, brow_amount):
         x = (image + 1) * 0.5
         hair, brows = self.masks(x, landmarks, face)
-        a = (hair * hair_amount.view(-1, 1, 1, 1) + brows * brow_amount.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
-        return self.grey(x, a, hair_amount.clamp(0.0, 1.0)) * 2 - 1, hair, brows
+        hair_a = (hair * hair_amount.view(-1, 1, 1, 1)).clamp(0.0, 0.9)
+        x = self.grey(x, hair_a, hair_amount.clamp(0.0, 1.0))
+        # grey brows: towards the skin's own lightness, not white
+        pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
+        skin_y = (self._sample(x, pts).mean(2).view(-1, 3, 1, 1) * self.luma).sum(1, keepdim=True)
+        brow_a = (brows * brow_amount.view(-1, 1, 1, 1)).clamp(0.0, 0.9)
+        return self.grey(x, brow_a, brow_amount, level=0.85 * skin_y) * 2 - 1, hair, brows

@@ -43,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from core.align import ALIGN_POINTS
 from core.regions import REGION_NAMES, face_mask, region_masks
 from .age_source import load_age_state
 from .baseline import cover_and_head
@@ -76,7 +77,7 @@ SETTINGS = {"gains": (2.0, 3.5, 1.7), "max_log_ratio": 1.2, "colour_sigma": 1.2,
             "group_scale": (0.7, 1.0, 1.0, 1.0, 1.1, 1.25, 1.45, 1.4), "detail_coring": 0.01,
             "tone_gain": 0.35, "shape_scale": (1.5, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
             "hair_levels": (0.0, 0.0, 0.0, 0.1, 0.3, 0.6, 0.85, 1.0),
-            "brow_levels": (0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.45)}
+            "brow_levels": (0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.35), "margin": 16}
 BROAD = 8.0  # px at 128: the colour pattern's parts broader than this change the skin's tone
 SOFT_EDGE = 2.0  # px at 128: the colour and detail changes fade over the region masks' edge and more
 FLOW_EDGE = 6.0  # px at 128: the shape change fades over a wider band
@@ -293,9 +294,10 @@ class PrototypeAger(nn.Module):
                  colour_sigma: float = SETTINGS["colour_sigma"], detail_limit: float = SETTINGS["detail_limit"],
                  group_scale=SETTINGS["group_scale"], detail_coring: float = SETTINGS["detail_coring"],
                  tone_gain: float = SETTINGS["tone_gain"], shape_scale=SETTINGS["shape_scale"],
-                 hair_levels=SETTINGS["hair_levels"], brow_levels=SETTINGS["brow_levels"]):
+                 hair_levels=SETTINGS["hair_levels"], brow_levels=SETTINGS["brow_levels"], margin: int = SETTINGS["margin"]):
         super().__init__()
         size = protos["textures"].shape[-1]
+        out = size + 2 * int(margin)  # the crop the model takes: the template's square and a margin
         k = len(groups)
         for name, values in (("group_scale", group_scale), ("shape_scale", shape_scale),
                              ("hair_levels", hair_levels), ("brow_levels", brow_levels)):
@@ -334,13 +336,22 @@ class PrototypeAger(nn.Module):
         self.register_buffer("head", head.reshape(1, 1, size, size).float())
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
         self.register_buffer("ref_chroma", ((t01 - (t01 * self.luma).sum(1, keepdim=True)).abs() * self.cover).sum() / (3 * k * self.cover.sum()))
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, out), torch.linspace(-1, 1, out), indexing="ij")
         self.register_buffer("base_grid", torch.stack([xs, ys], -1)[None])  # (1, S, S, 2), align_corners=True
         self.register_buffer("hair_levels", torch.tensor([float(v) for v in hair_levels]))
         self.register_buffer("brow_levels", torch.tensor([float(v) for v in brow_levels]))
-        border = _border_points(size)
-        self.map = TemplateMap(np.concatenate([mean_shape, border]), triangulate(mean_shape, border, size), size)
-        self.hair = HairGreying(size)
+        border = _border_points(out)  # the crop's frame; in the template's pixels it lies ``margin`` outside
+        self.map = TemplateMap(np.concatenate([mean_shape, border - margin]), triangulate(mean_shape + margin, border, out), out,
+                               frame=border, field_size=size)
+        self.hair = HairGreying(out)
+        self.margin, self.out_size = int(margin), out
+        # the age model's own framing (the template's square at age_size), found from the landmarks
+        align = torch.from_numpy(mean_shape[ALIGN_POINTS] * (age_size / size)).float()
+        self.register_buffer("age_points", align - align.mean(0))
+        self.register_buffer("age_centre", align.mean(0))
+        t = torch.arange(age_size, dtype=torch.float32)
+        ay, ax = torch.meshgrid(t, t, indexing="ij")
+        self.register_buffer("age_grid", torch.stack([ax, ay], -1).view(1, -1, 2))
         self.blurs = nn.ModuleList(Blur(s) for s in BAND_SIGMAS)
         self.soft = Blur(SOFT_EDGE * size / 128)
         self.flow_soft = Blur(FLOW_EDGE * size / 128)
@@ -352,8 +363,26 @@ class PrototypeAger(nn.Module):
         self.detail_coring = float(detail_coring)
         self.tone_gain = float(tone_gain)
 
-    def source(self, image):
-        small = F.interpolate(image, size=(self.age_size, self.age_size), mode="bilinear", align_corners=False, antialias=True)
+    def template_json(self) -> list:
+        """The model's template: the 68 mean landmarks in [0, 1] of the crop it takes."""
+        pts = (self.map.template_points[:68] + self.margin) / self.out_size
+        return [[round(float(x), 5), round(float(y), 5)] for x, y in pts]
+
+    def source(self, image, landmarks):
+        """The face's distribution over the age groups, by the age model it carries, on the face
+        cut from ``image`` as that model was trained (similarity of the landmarks to its template)."""
+        src = landmarks[:, ALIGN_POINTS]
+        mu = src.mean(1, keepdim=True)
+        s = src - mu
+        d = self.age_points.unsqueeze(0)
+        norm = (d * d).sum((1, 2)).clamp_min(1e-6)
+        a = (d * s).sum((1, 2)) / norm
+        b = (d[..., 0] * s[..., 1] - d[..., 1] * s[..., 0]).sum(1) / norm
+        q = self.age_grid - self.age_centre  # (1, P, 2): the age crop's pixels about its centre
+        px = a.view(-1, 1) * q[..., 0] - b.view(-1, 1) * q[..., 1] + mu[..., 0]
+        py = b.view(-1, 1) * q[..., 0] + a.view(-1, 1) * q[..., 1] + mu[..., 1]
+        grid = torch.stack([px, py], -1).view(-1, self.age_size, self.age_size, 2) * (2.0 / (self.out_size - 1)) - 1
+        small = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
         return group_probs(torch.softmax(self.age_net(small), 1), self.groups)
 
     def _detail(self, image, log_ratio):
@@ -375,7 +404,7 @@ class PrototypeAger(nn.Module):
         return self.detail_limit * torch.tanh(detail / self.detail_limit)
 
     def forward(self, image, target, regions, landmarks, hair):
-        w = target - self.source(image)
+        w = target - self.source(image, landmarks)
         gc, gd, gs = self.gains
         n = w.shape[0]
         # everything learned in the template's coordinates, put on this face's own landmarks
@@ -386,11 +415,12 @@ class PrototypeAger(nn.Module):
             torch.einsum("nk,kchw->nchw", w, self.flows),
             self.cover.expand(n, -1, -1, -1),
             self.skin.expand(n, -1, -1, -1),
+            self.head.expand(n, -1, -1, -1),
         ], 1)
         mapped = self.map(landmarks)
         fields = self.map.sample(fields, mapped)
         pattern, broad, log_ratio, flow = fields[:, :3], fields[:, 3:6], fields[:, 6:9], fields[:, 9:11]
-        cover, skin = fields[:, 11:12], fields[:, 12:13]
+        cover, skin, head = fields[:, 11:12], fields[:, 12:13], fields[:, 13:14]
         x01 = (image + 1) * 0.5
         # colour: chroma only as far as the photo has colour (a black-and-white photo ages in grey)
         chroma = ((x01 - (x01 * self.luma).sum(1, keepdim=True)).abs() * cover).sum((1, 2, 3), keepdim=True)
@@ -408,10 +438,11 @@ class PrototypeAger(nn.Module):
         hair_amount = (target @ self.hair_levels - p @ self.hair_levels).clamp(0.0, 1.0) * hair.clamp(0.0, 1.5)
         brow_amount = (target @ self.brow_levels - p @ self.brow_levels).clamp(0.0, 1.0) * hair.clamp(0.0, 1.5)
         textured, _, _ = self.hair(textured, landmarks, cover, hair_amount, brow_amount)
-        # shape: the whole face, faded smoothly, by the mean strength of its regions
+        # shape: the whole face and the head around it (not the neck and clothes below), faded
+        # smoothly, by the mean strength of its regions
         strength = (regions.sum(1, keepdim=True) * cover).sum((2, 3), keepdim=True) / ((cover * cover).sum((2, 3), keepdim=True) + 1e-3)
-        flow_gate = self.flow_soft(regions.sum(1, keepdim=True).clamp(0.0, 1.5) + (1 - cover) * strength.clamp(0.0, 1.5))
-        flow = (flow * (gs * 2.0 / (self.map.size - 1)) * flow_gate).permute(0, 2, 3, 1)
+        flow_gate = self.flow_soft(regions.sum(1, keepdim=True).clamp(0.0, 1.5) + (1 - cover) * head * strength.clamp(0.0, 1.5))
+        flow = (flow * (gs * 2.0 / (self.out_size - 1)) * flow_gate).permute(0, 2, 3, 1)
         aged = F.grid_sample(textured, self.base_grid - flow, mode="bilinear", padding_mode="border", align_corners=True)
         aged = aged.clamp(-1, 1)
         keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)

@@ -20,6 +20,7 @@ from core.faces import FaceFinder
 from core.models import AgeModel, AgingModel
 from core.photos import load_photo
 from core.pipeline import AgingPipeline
+from .evaluate import Reframe
 from .preprocess import FaceCache
 from .train_aging import group_index
 
@@ -32,11 +33,11 @@ def test_grid(aging: AgingModel, cache: FaceCache, rows: int = 8) -> np.ndarray:
     test = cache.indices("test")
     src = np.array([group_index(int(a), groups) for a in cache.ages[test]])
     picks = [test[src == g][len(test[src == g]) // 3] for g in range(k) if (src == g).any()][:rows]
+    frame = Reframe(cache, aging)
     cells, labels = [], []
     for i in picks:
         x = np.asarray(cache.images[i])
-        regions = np.asarray(cache.masks[i], dtype=np.float32) / 255
-        aged, _ = aging.run(np.repeat(x[None], k, 0), np.eye(k, dtype=np.float32), np.repeat(regions[None], k, 0))
+        aged = frame.run(aging, x[None], np.asarray(cache.landmarks[i])[None], np.asarray(cache.masks[i])[None], k)
         cells += [x, *aged]
         labels += [f"input ({int(cache.ages[i])})", *aging.group_labels]
     return make_strip(cells, labels, columns=k + 1)

@@ -27,17 +27,23 @@ class TemplateMap(nn.Module):
     coordinates of every crop pixel (x, y; pixel centres at integers, as grid_sample with
     ``align_corners=True`` reads them).
 
-    ``template_points``: (68 + B, 2) the template's landmarks then B frame points; ``tris``:
-    (T, 3) vertex indices. The frame points are fixed: the person's mesh uses the same ones, so
-    the map is the identity at the crop's border."""
+    ``template_points``: (68 + B, 2) the template's landmarks then B frame points, in the
+    template's pixels; ``tris``: (T, 3) vertex indices. ``frame``: the B frame points in the
+    crop's pixels (default: the same as the template's): fixed, so the map at the crop's border
+    is the same for every face. ``size``: the crop's side; ``field_size``: the side of the
+    template-space fields that :meth:`sample` reads (default ``size``). A crop with a margin
+    around the template's square has its frame outside that square: there the fields read 0."""
 
-    def __init__(self, template_points: np.ndarray, tris: np.ndarray, size: int, grid: int | None = None):
+    def __init__(self, template_points: np.ndarray, tris: np.ndarray, size: int, grid: int | None = None,
+                 frame: np.ndarray | None = None, field_size: int | None = None):
         super().__init__()
         pts = torch.as_tensor(np.asarray(template_points), dtype=torch.float32)
         self.register_buffer("template_points", pts)
-        self.register_buffer("frame", pts[68:].clone())
+        crop_frame = pts[68:].clone() if frame is None else torch.as_tensor(np.asarray(frame), dtype=torch.float32)
+        self.register_buffer("frame", crop_frame)
         self.register_buffer("tris", torch.as_tensor(np.asarray(tris), dtype=torch.long))
         self.size = int(size)
+        self.field_size = int(field_size or size)
         self.grid = int(grid or max(8, size // 4))
         t = torch.linspace(0, size - 1, self.grid)
         ys, xs = torch.meshgrid(t, t, indexing="ij")
@@ -71,9 +77,9 @@ class TemplateMap(nn.Module):
         return mapped.permute(0, 2, 3, 1)
 
     def sample(self, fields: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
-        """Template-space fields (N or 1, C, S, S) read at ``mapped`` (N, S, S, 2): the fields on
-        the person's face. Outside the template's square the border value is kept."""
-        grid = mapped * (2.0 / (self.size - 1)) - 1
+        """Template-space fields (N or 1, C, F, F) read at ``mapped`` (N, S, S, 2): the fields on
+        the person's face. Outside the template's square they read 0 (no change there)."""
+        grid = mapped * (2.0 / (self.field_size - 1)) - 1
         if fields.shape[0] != grid.shape[0]:
             fields = fields.expand(grid.shape[0], -1, -1, -1)
-        return F.grid_sample(fields, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return F.grid_sample(fields, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
