@@ -106,6 +106,50 @@ def warp_face(rgb: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(np.ascontiguousarray(crop), mc[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def paste_back_region(
+    photo: np.ndarray,
+    m: np.ndarray,
+    aligned_input: np.ndarray,
+    aligned_result: np.ndarray,
+    mask: np.ndarray,
+    rect: tuple[int, int, int, int] | None = None,
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The model's change composed over one rectangle of the photo: (new pixels, (x0, y0, x1, y1)).
+
+    ``rect`` defaults to the face's rectangle (``source_rect``, the only part the change reaches). The
+    pixels are exactly those of ``paste_back(...)[y0:y1, x0:x1]``, but ``photo`` is only read, never
+    copied: one base photo serves every age group, and a view or exporter draws the region at its offset.
+    """
+    size = aligned_input.shape[0]
+    h, w = photo.shape[:2]
+    fx0, fy0, fx1, fy1 = source_rect(m, size, (h, w))
+    if rect is None:
+        rect = (fx0, fy0, fx1, fy1)
+    x0, y0, x1, y1 = (int(v) for v in rect)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    out = np.array(photo[y0:max(y0, y1), x0:max(x0, x1)])  # a copy of the rectangle only
+    if fx1 <= fx0 or fy1 <= fy0:
+        return out, (x0, y0, x1, y1)
+    # |change| < 0.5 rounds back to the original byte, so unchanged pixels stay byte-identical
+    delta = cv2.subtract(aligned_result, aligned_input, dtype=cv2.CV_32F)
+    delta *= np.asarray(mask, dtype=np.float32)[..., None]
+    back = invert(m)
+    back[:, 2] -= (fx0, fy0)  # aligned -> face-rectangle pixels (the same warp whatever ``rect`` is)
+    change = cv2.warpAffine(delta, back, (fx1 - fx0, fy1 - fy0), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # the part of the face's rectangle inside ``rect``
+    ix0, iy0, ix1, iy1 = max(fx0, x0), max(fy0, y0), min(fx1, x1), min(fy1, y1)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return out, (x0, y0, x1, y1)
+    if (ix0, iy0, ix1, iy1) != (fx0, fy0, fx1, fy1):
+        change = np.ascontiguousarray(change[iy0 - fy0:iy1 - fy0, ix0 - fx0:ix1 - fx0])
+    target = out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+    cv2.add(change, target, dst=change, dtype=cv2.CV_32F)  # in place: no further full-size buffers
+    cv2.max(change, 0.0, dst=change)
+    target[...] = cv2.convertScaleAbs(change)  # saturating round to uint8
+    return out, (x0, y0, x1, y1)
+
+
 def paste_back(
     photo: np.ndarray,
     m: np.ndarray,
@@ -116,22 +160,12 @@ def paste_back(
     """A new photo with the model's change (result - input) warped back and added under ``mask``.
 
     The photo keeps its full-resolution detail; every pixel where the warped mask or the change
-    is zero is byte-identical to ``photo``. Only the face's rectangle is computed.
+    is zero is byte-identical to ``photo``. Only the face's rectangle is computed
+    (``paste_back_region``); this copies the whole photo, so draw many results with the region instead.
     """
-    size = aligned_input.shape[0]
     out = photo.copy()
-    x0, y0, x1, y1 = source_rect(m, size, photo.shape[:2])
-    if x1 <= x0 or y1 <= y0:
-        return out
-    # |change| < 0.5 rounds back to the original byte, so unchanged pixels stay byte-identical
-    delta = cv2.subtract(aligned_result, aligned_input, dtype=cv2.CV_32F)
-    delta *= np.asarray(mask, dtype=np.float32)[..., None]
-    back = invert(m)
-    back[:, 2] -= (x0, y0)  # aligned -> rectangle pixels
-    change = cv2.warpAffine(delta, back, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    region = out[y0:y1, x0:x1]
-    total = cv2.add(region, change, dtype=cv2.CV_32F)
-    region[...] = cv2.convertScaleAbs(cv2.max(total, 0.0))  # saturating round to uint8
+    region, (x0, y0, x1, y1) = paste_back_region(photo, m, aligned_input, aligned_result, mask)
+    out[y0:y1, x0:x1] = region
     return out
 
 
