@@ -13,15 +13,15 @@ Modules (each small; the main window only wires them together):
 - ``landmark_items`` draggable landmarks, region outlines, forehead edge, the undo command
 - ``editor``        the shown photo and its faces: loading, detection, edits saved to the catalog
 - ``aging``         models, the batched age groups of a face, age estimation, fast preview frames
-- ``preview``       Qt-free: one timeline frame rendered at display resolution, face rectangle only
+- ``preview``       the timeline frames at display resolution (``core.render``'s renderer)
 - ``age_presenter`` the selected face's ages on the timeline, the photo and the face panel
 - ``timeline``      the strip of age groups with its marker and handle
 - ``face_panel``    the selected face's panel; ``regions_panel`` its strength sliders and toggles
-- ``export_jobs``   Qt-free: what an export writes and how; ``export_dialog`` its dialog
+- ``export_dialog`` the export dialog: builds ``core.export_jobs``'s options, shows its progress
 - ``settings``      QSettings-backed preferences and their dialog
 - ``banner``        the inline, non-blocking message banner
 - ``theme``         the dark palette
-- ``state``         Qt-free helpers: timeline <-> age mapping, strengths as stored, forehead handle
+- ``state``         Qt-free helpers: strengths as stored, the forehead handle
 - ``_compat``       a work-around for PySide6 6.12 on Python 3.11 (see there)
 
 The GUI imports ``core`` and never ``torch`` or ``training``.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject
 
-from app.state import age_to_position, position_label
+from core.timeline import age_to_position, position_label
 
 
 class AgePresenter(QObject):

@@ -22,8 +22,8 @@ from PySide6.QtGui import QImage
 
 from app.imaging import to_qimage
 from app.preview import PreviewRenderer
-from app.state import effective_strengths
 from app.tasks import TaskRunner
+from core.pipeline import effective_strengths
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The export dialog: what to write (a portrait at one age, every group as files, a strip or grid, a GIF or
 MP4 of the timeline), for this photo or every selected one, with format, quality and size; a progress
-bar while it runs (on a worker, ``app.export_jobs``); existing files are never overwritten without
+bar while it runs (on a worker, ``core.export_jobs``); existing files are never overwritten without
 asking (:meth:`ExportDialog.ask_overwrite`, replaceable in tests).
 
 The folder is the last one exported to (the first time: the person's Pictures folder, else the home
@@ -22,10 +22,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from app.export_jobs import ExportOptions, ExportSource, existing, make_unique, plan, run_export
-from app.state import position_label
 from app.tasks import TaskRunner, face_finder
+from core.export_jobs import ExportOptions, ExportSource, existing, make_unique, plan, run_export
 from core.text import display, printable
+from core.timeline import position_label
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ KIND_TEXT = [
 
 
 class ExportDialog(QDialog):
-    finished_export = Signal(object)  # app.export_jobs.ExportReport (None when cancelled before it ran)
+    finished_export = Signal(object)  # core.export_jobs.ExportReport (None when cancelled before it ran)
 
     def __init__(self, runner: TaskRunner, pipeline, settings, current: ExportSource | None,
                  selected: list[Path], position: float, catalog=None, detection_mode: str = "fast", parent=None):

@@ -375,7 +375,7 @@ class MainWindow(QMainWindow):
 
     def export_dialog(self):
         from app.export_dialog import ExportDialog
-        from app.export_jobs import ExportSource
+        from core.export_jobs import ExportSource
 
         face = self.editor.current_face()
         current = (ExportSource(self.editor.path, face.face.copy(), dict(face.strengths), self.editor.selected)

@@ -41,11 +41,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from core import __version__
 from core.errors import AgelapseError, ExportError, FaceError, ModelError, PhotoError, describe
-from core.text import display, is_text, name_bytes, printable
+from core.text import ascii_text, display, is_text, name_bytes, printable
 
 log = logging.getLogger("agelapse.cli")
 
@@ -315,10 +314,6 @@ def _aging_pipeline(args):
         raise CliError(EXIT_MODEL, str(exc)) from exc
 
 
-def _ascii_label(label: str) -> str:
-    return label.replace("\u2013", "-")
-
-
 # ------------------------------------------------------------------------------------- commands
 
 def cmd_scan(args) -> int:
@@ -362,13 +357,32 @@ def cmd_scan(args) -> int:
     return EXIT_PARTIAL if errors else EXIT_OK
 
 
+def _export(args, pipeline, source, options, targets):
+    """Runs the engine's export job (``core.export_jobs``) for one photo, with progress on stderr; a failure
+    of the whole photo ends the command as it would have without the job (model: 3, face: 4, ...)."""
+    from core.export_jobs import run_export
+
+    bar = Progress("exporting", "file")
+    try:
+        with _about(args.photo, args.debug):
+            report = run_export([source], options, pipeline, targets, overwrite=args.overwrite, progress=bar.update)
+            if report.failures:
+                raise report.failures[0]
+    except FaceError as exc:
+        raise CliError(EXIT_NO_FACE, str(exc)) from exc
+    finally:
+        bar.close()
+    return report
+
+
 def cmd_age(args) -> int:
-    from core.export import save_image
+    from core.export_jobs import ExportOptions, ExportSource, plan
 
     photo = _load_photo(args.photo)
     pipeline = _aging_pipeline(args)
     try:
-        groups = None if args.all_groups else [pipeline.aging.group_index(g) for g in args.group]
+        groups = (list(range(pipeline.aging.num_groups)) if args.all_groups
+                  else [pipeline.aging.group_index(g) for g in args.group])
     except ValueError as exc:
         raise CliError(EXIT_USAGE, str(exc)) from exc
     with _about(args.photo, args.debug):
@@ -379,26 +393,23 @@ def cmd_age(args) -> int:
         except OSError as exc:
             raise CliError(EXIT_USAGE, f"{args.out}: cannot create the folder ({exc.strerror})") from exc
     _writable(args.out)
-    with _about(args.photo, args.debug):
-        images = pipeline.age_face(photo.rgb, face, dict(args.strength), groups=groups)
-    stem = args.photo.stem + (f"_face{args.face}" if args.face else "")
-    failed = 0
-    for label, rgb in images.items():
-        target = args.out / f"{stem}_{_ascii_label(label)}.{args.format}"
-        record = {**_path_fields("path", args.photo), "face": args.face, "group": _ascii_label(label)}
-        try:
-            save_image(rgb, target, quality=args.quality, exif=photo.exif, overwrite=args.overwrite)
-        except ExportError as exc:
-            failed += 1
-            _err(str(exc))
+    source = ExportSource(args.photo, face, dict(args.strength), face_index=args.face, photo=photo)
+    options = ExportOptions(args.out, "groups", fmt=args.format, quality=args.quality, groups=groups)
+    targets = plan([source], options, pipeline.labels)
+    report = _export(args, pipeline, source, options, targets)
+    errors = dict(report.errors)
+    for g, target in zip(groups, targets[0]):
+        label = ascii_text(pipeline.labels[g])
+        record = {**_path_fields("path", args.photo), "face": args.face, "group": label}
+        if str(target) in errors:
+            _err(errors[str(target)])
             if args.json:
-                _json({**record, "error": display(str(exc))})
-            continue
-        if args.json:
+                _json({**record, "error": display(errors[str(target)])})
+        elif args.json:
             _json({**record, **_path_fields("output", target)})
         else:
-            _out(_ascii_label(label), target)
-    return EXIT_PARTIAL if failed else EXIT_OK
+            _out(label, target)
+    return EXIT_PARTIAL if errors else EXIT_OK
 
 
 def cmd_estimate(args) -> int:
@@ -422,21 +433,8 @@ def cmd_estimate(args) -> int:
     return EXIT_OK
 
 
-def _frame(rgb: np.ndarray, rect, max_side: int) -> np.ndarray:
-    import cv2
-
-    x0, y0, x1, y1 = rect
-    crop = rgb[y0:y1, x0:x1]
-    scale = max_side / max(crop.shape[:2])
-    if scale < 1:
-        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(crop)
-
-
 def cmd_export(args) -> int:
-    from core.align import source_rect
-    from core.export import make_strip, save_gif, save_image, save_mp4
+    from core.export_jobs import ExportOptions, ExportSource
 
     suffix = args.out.suffix.lower()
     wanted = (".jpg", ".jpeg", ".png", ".webp") if args.strip else (".gif",) if args.gif else (".mp4",)
@@ -449,43 +447,20 @@ def cmd_export(args) -> int:
     _writable(args.out.parent)
     photo = _load_photo(args.photo)
     pipeline = _aging_pipeline(args)
-    try:
-        with _about(args.photo, args.debug):
-            face = _one_face(photo, args)
-            prepared = pipeline.prepare(photo.rgb, face, dict(args.strength))
-            results = pipeline.age_all_groups(prepared)
-            h, w = photo.rgb.shape[:2]
-            rect = (0, 0, w, h) if args.whole else source_rect(prepared.matrix, prepared.size, (h, w))
-            labels = [_ascii_label(label) for label in results.labels]
-            if args.strip:
-                cells = [_frame(pipeline.render(photo.rgb, prepared, out), rect, args.max_side) for out in results.aged]
-                save_image(make_strip(cells, labels), args.out, quality=args.quality, exif=photo.exif,
-                           overwrite=args.overwrite)
-            else:
-                k = len(results)
-                positions = np.linspace(0, k - 1, (k - 1) * args.steps + 1)
-                frames = [_frame(pipeline.render_position(photo.rgb, prepared, results, p), rect, args.max_side)
-                          for p in positions]
-                frames = _labelled(frames, [labels[int(round(p))] for p in positions])
-                (save_gif if args.gif else save_mp4)(frames, args.out, fps=args.fps, overwrite=args.overwrite)
-    except ExportError as exc:
-        raise CliError(EXIT_PARTIAL, str(exc)) from exc
+    with _about(args.photo, args.debug):
+        face = _one_face(photo, args)
+    source = ExportSource(args.photo, face, dict(args.strength), face_index=args.face, photo=photo)
+    options = ExportOptions(args.out.parent, "strip" if args.strip else "gif" if args.gif else "mp4",
+                            area="photo" if args.whole else "face", quality=args.quality, max_side=args.max_side,
+                            fps=args.fps, steps=args.steps)
+    report = _export(args, pipeline, source, options, [[args.out]])
+    if report.errors:
+        raise CliError(EXIT_PARTIAL, report.errors[0][1])
     if args.json:
         _json({**_path_fields("path", args.photo), "face": args.face, **_path_fields("output", args.out)})
     else:
         _out(args.out)
     return EXIT_OK
-
-
-def _labelled(frames: list[np.ndarray], labels: list[str]) -> list[np.ndarray]:
-    """Each frame with its group label underneath, all frames the same size."""
-    from core.export import make_strip
-
-    out = [make_strip([f], [label]) for f, label in zip(frames, labels)]
-    h = max(f.shape[0] for f in out)
-    w = max(f.shape[1] for f in out)
-    return [f if f.shape[:2] == (h, w) else np.pad(f, ((0, h - f.shape[0]), (0, w - f.shape[1]), (0, 0)),
-                                                    constant_values=255) for f in out]
 
 
 class _LogFormatter(logging.Formatter):

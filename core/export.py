@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import secrets
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -36,6 +35,7 @@ from PIL import Image, PngImagePlugin
 
 from core import __version__
 from core.errors import ExportError
+from core.text import ascii_text
 
 log = logging.getLogger(__name__)
 
@@ -196,12 +196,6 @@ def _xmp_packet(note: str) -> bytes:
     ).encode("utf-8")
 
 
-def _ascii(text: str) -> str:
-    """`text` as plain ASCII (EXIF ASCII tags, OpenCV's Hershey fonts): accents dropped, dashes kept."""
-    text = text.replace("\u2013", "-").replace("\u2014", "-").replace("\u2212", "-")
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-
-
 def _exif_for_export(exif: bytes | None, note: str | None, size: tuple[int, int]) -> Image.Exif:
     out = Image.Exif()
     if exif:
@@ -216,7 +210,7 @@ def _exif_for_export(exif: bytes | None, note: str | None, size: tuple[int, int]
     if _TAG_PIXEL_X in exif_ifd or _TAG_PIXEL_Y in exif_ifd:
         exif_ifd[_TAG_PIXEL_X], exif_ifd[_TAG_PIXEL_Y] = size
     if note:
-        out[_TAG_DESCRIPTION] = _ascii(note)
+        out[_TAG_DESCRIPTION] = ascii_text(note)
     out[_TAG_SOFTWARE] = SOFTWARE
     return out
 
@@ -297,7 +291,7 @@ def make_strip(
     ink = (0, 0, 0) if 0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2] > 128 else (255, 255, 255)
 
     font = cv2.FONT_HERSHEY_SIMPLEX
-    texts = [_ascii(t) if t else "" for t in (labels or [])]
+    texts = [ascii_text(t) if t else "" for t in (labels or [])]
     band = scale = thickness = 0
     if any(texts):
         (_, base_h), _ = cv2.getTextSize("Ag", font, 1.0, 1)

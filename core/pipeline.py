@@ -37,6 +37,7 @@ HAIR = "hair"
 # Every strength a person sets: the five regions (the model's ``regions`` input) and the hair (its
 # ``hair`` input in ``agelapse-aging/2``; a ``/1`` model has no hair input and ignores it).
 STRENGTH_NAMES = REGION_NAMES + (HAIR,)
+OFF_PREFIX = "off:"  # catalog key prefix: the remembered slider value of a strength switched off
 
 
 @dataclass(eq=False)
@@ -97,6 +98,14 @@ def check_strengths(strengths: dict[str, float] | None) -> dict[str, float]:
             raise ValueError(f"strength of {name} must be within 0 .. {MAX_STRENGTH}, not {value}")
         out[name] = value
     return out
+
+
+def effective_strengths(stored: dict[str, float] | None) -> dict[str, float]:
+    """The strengths the engine gets from strengths as stored in the catalog: the six STRENGTH_NAMES only
+    (the app also stores ``OFF_PREFIX + name``, the slider value of a strength switched off, whose own
+    value is then 0), each clamped to 0 .. MAX_STRENGTH, default 1."""
+    stored = stored or {}
+    return {n: min(max(float(stored.get(n, 1.0)), 0.0), MAX_STRENGTH) for n in STRENGTH_NAMES}
 
 
 @lru_cache(maxsize=8)

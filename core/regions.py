@@ -86,16 +86,22 @@ def face_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return right, down, d
 
 
-def forehead_top(landmarks: np.ndarray, forehead_height: float = DEFAULT_FOREHEAD_HEIGHT) -> np.ndarray:
-    """The forehead's top edge: the brow points lifted by forehead_height x brow-to-chin distance."""
+def forehead_base(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(the brow points widened slightly: the forehead's top edge before it is lifted, the face's unit down
+    vector, the unit of ``forehead_height`` in pixels: max(brow-to-chin distance, inter-ocular distance))."""
     pts = np.asarray(landmarks, dtype=np.float64)
     right, down, d = face_frame(pts)
     brow_to_chin = float(np.dot(pts[8] - pts[BROWS].mean(0), down))
-    lift = forehead_height * max(brow_to_chin, d)
-    brows = pts[BROWS] + np.outer(np.ones(len(BROWS)), -0.06 * d * right)  # widen slightly
+    brows = pts[BROWS] - 0.06 * d * right  # widen slightly
     brows[0] -= 0.1 * d * right
     brows[-1] += 0.16 * d * right
-    return brows - lift * down
+    return brows, down, max(brow_to_chin, d)
+
+
+def forehead_top(landmarks: np.ndarray, forehead_height: float = DEFAULT_FOREHEAD_HEIGHT) -> np.ndarray:
+    """The forehead's top edge: the brow points lifted by forehead_height x brow-to-chin distance."""
+    brows, down, unit = forehead_base(landmarks)
+    return brows - forehead_height * unit * down
 
 
 def region_polygons(landmarks: np.ndarray, forehead_height: float = DEFAULT_FOREHEAD_HEIGHT) -> dict[str, list[np.ndarray]]:

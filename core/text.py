@@ -9,12 +9,15 @@ SQLite fails, and Qt silently drops them. These helpers give each use what it ne
 - :func:`printable`: :func:`display`, with control characters (newline, tab, escape, bidirectional
   overrides, ...) written as backslash escapes (``\\n``, ``\\t``, ``\\x1b``, ``\\u202e``), so a name is
   always one line and can neither drive a terminal nor read backwards;
-- :func:`name_bytes`: the exact bytes of a name (``os.fsencode``), for machine-readable output.
+- :func:`name_bytes`: the exact bytes of a name (``os.fsencode``), for machine-readable output;
+- :func:`ascii_text`: text as plain ASCII (EXIF ASCII tags, OpenCV's Hershey fonts, labels in CLI output);
+- :func:`file_label`: a label ("60\u201369", "about 63") made safe for a file name ("60-69", "about-63").
 """
 
 from __future__ import annotations
 
 import os
+import unicodedata
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _INVISIBLE = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -71,3 +74,16 @@ def printable(text: str | os.PathLike | bytes) -> str:
 def name_bytes(name: str | os.PathLike | bytes) -> bytes:
     """The exact bytes of a file name as the operating system holds it."""
     return os.fsencode(name)
+
+
+def ascii_text(text: str) -> str:
+    """``text`` as plain ASCII: dashes (en, em, minus) become "-", letters lose their accents, anything else
+    without an ASCII form is dropped. The one place labels and notes are made ASCII."""
+    text = text.replace("\u2013", "-").replace("\u2014", "-").replace("\u2212", "-")
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
+def file_label(text: str) -> str:
+    """A label made safe for a file name ("60\u201369" -> "60-69", "about 63" -> "about-63")."""
+    text = ascii_text(text).replace("/", "-").replace(" ", "-")
+    return "".join(c for c in text if c.isalnum() or c in "-+_")

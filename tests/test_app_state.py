@@ -1,5 +1,5 @@
-"""Qt-free parts of the GUI: the age <-> timeline mapping, strengths as stored, the forehead handle, the
-preview renderer (must match the engine's full render), numpy <-> QImage, the photo pyramid."""
+"""Qt-free parts of the GUI: strengths as stored, the forehead handle, numpy <-> QImage, the photo
+pyramid. (The timeline mapping is tested in test_timeline.py, the frame renderer in test_render.py.)"""
 
 from __future__ import annotations
 
@@ -7,26 +7,10 @@ import numpy as np
 import pytest
 
 from app.state import (
-    age_to_position, describe_strengths, effective_strengths, file_label, forehead_handle_point, forehead_height_at,
-    position_label, position_to_age, settings_from_stored, stored_from_settings,
+    describe_strengths, forehead_handle_point, forehead_height_at, settings_from_stored, stored_from_settings,
 )
+from core.pipeline import effective_strengths
 from test_app_support import app_env  # noqa: F401
-
-DECADES = [(0, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, None)]
-LABELS = ["0\u20139", "10\u201319", "20\u201329", "30\u201339", "40\u201349", "50\u201359", "60\u201369", "70+"]
-
-
-def test_age_and_timeline_position_map_both_ways():
-    assert age_to_position(5, DECADES) == 0.0  # a group's centre is its position
-    assert age_to_position(45, DECADES) == 4.0
-    assert age_to_position(50, DECADES) == pytest.approx(4.5)
-    assert age_to_position(2, DECADES) == 0.0 and age_to_position(99, DECADES) == 7.0  # clamped
-    for age in (7.5, 23.0, 38.2, 61.0, 74.0):
-        assert position_to_age(age_to_position(age, DECADES), DECADES) == pytest.approx(age)
-    assert position_label(6.0, LABELS, DECADES) == "60\u201369"
-    assert position_label(4.5, LABELS, DECADES) == "about 50"
-    assert file_label("60\u201369") == "60-69" and file_label("about 50") == "about-50"
-
 
 def test_strengths_round_trip_through_the_catalog_format():
     ui = settings_from_stored({"eyes": 1.3, "mouth": 0.0, "off:mouth": 0.7})
@@ -62,49 +46,6 @@ def test_forehead_handle_sits_on_the_top_edge_and_inverts(astronaut):
         np.testing.assert_allclose(p, forehead_top(face.landmarks, h).mean(0), atol=1e-3)
         assert forehead_height_at(face.landmarks, p) == pytest.approx(h, abs=1e-6)
     assert forehead_height_at(face.landmarks, (0, -1e6)) == 1.2  # clamped
-
-
-@pytest.fixture(scope="module")
-def prepared(astronaut, contract_models_dir):
-    from core.faces import FaceFinder
-    from core.models import AgingModel
-    from core.pipeline import AgingPipeline
-
-    pipe = AgingPipeline(AgingModel.load(contract_models_dir, providers="cpu"))
-    face = FaceFinder().detect(astronaut)[0]
-    prep = pipe.prepare(astronaut, face)
-    return pipe, prep, pipe.age_all_groups(prep)
-
-
-def test_preview_at_full_scale_equals_the_engine_render(astronaut, prepared):
-    from app.preview import PreviewRenderer
-
-    pipe, prep, results = prepared
-    r = PreviewRenderer(astronaut, prep, results)
-    x0, y0, x1, y1 = r.rect
-    for pos in (0.0, 3.5, 7.0):
-        frame, rect = r.render(pos, 1.0)
-        full = pipe.render_position(astronaut, prep, results, pos)
-        np.testing.assert_array_equal(frame, full[y0:y1, x0:x1])
-        outside = full.copy()
-        outside[y0:y1, x0:x1] = astronaut[y0:y1, x0:x1]
-        np.testing.assert_array_equal(outside, astronaut)  # nothing outside the rectangle changes
-
-
-def test_preview_at_display_scale_is_small_and_close_to_the_downscaled_render(astronaut, prepared):
-    import cv2
-
-    from app.preview import PreviewRenderer
-
-    pipe, prep, results = prepared
-    r = PreviewRenderer(astronaut, prep, results)
-    x0, y0, x1, y1 = r.rect
-    frame, _ = r.render(6.0, 0.25)
-    assert abs(frame.shape[1] - (x1 - x0) * 0.25) <= 1 and abs(frame.shape[0] - (y1 - y0) * 0.25) <= 1
-    full = pipe.render_position(astronaut, prep, results, 6.0)[y0:y1, x0:x1]
-    small = cv2.resize(full, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_AREA)
-    assert np.abs(small.astype(int) - frame.astype(int)).mean() < 3.0
-    assert not np.array_equal(frame, r.original(0.25))  # the face did change
 
 
 def test_qimage_conversion_owns_its_pixels_and_round_trips(astronaut):

@@ -14,6 +14,7 @@ from core import export
 from core.errors import ExportError
 from core.export import GENERATED_NOTE, make_strip, save_gif, save_image, save_mp4, unique_path
 from core.photos import load_photo
+from core.text import ascii_text
 
 ORIENTATION, MAKE, DESCRIPTION, SOFTWARE, EXIF_IFD, GPS_IFD = 0x0112, 0x010F, 0x010E, 0x0131, 0x8769, 0x8825
 DATETIME_ORIGINAL = 0x9003
@@ -51,7 +52,7 @@ def test_jpeg_keeps_exif_minus_orientation_and_adds_note(tmp_path, original):
         exif = im.getexif()
         assert ORIENTATION not in exif
         assert exif[MAKE] == "TestCam"
-        assert exif[DESCRIPTION] == export._ascii(GENERATED_NOTE)
+        assert exif[DESCRIPTION] == ascii_text(GENERATED_NOTE)
         assert exif[SOFTWARE].startswith("Agelapse")
         assert exif.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] == "2001:02:03 04:05:06"
         assert exif.get_ifd(GPS_IFD)[1] == "N"
@@ -79,7 +80,7 @@ def test_png_and_webp(tmp_path, astronaut):
     w = save_image(astronaut, tmp_path / "a.webp", quality=80)
     with Image.open(w) as im:
         assert im.format == "WEBP" and im.size == (512, 512)
-        assert im.getexif()[DESCRIPTION] == export._ascii(GENERATED_NOTE)
+        assert im.getexif()[DESCRIPTION] == ascii_text(GENERATED_NOTE)
     with pytest.raises(ExportError, match="unsupported"):
         save_image(astronaut, tmp_path / "a.bmp")
     with pytest.raises(ExportError, match="folder"):
