@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject
 
+from core.contracts import AGING
 from core.timeline import age_to_position, position_label
 
 
@@ -53,7 +54,7 @@ class AgePresenter(QObject):
             self.show_unavailable()
 
     def show_unavailable(self) -> None:
-        err = next((e for e in self.aging.models.errors if getattr(e, "name", "") == "aging.onnx"), None)
+        err = next((e for e in self.aging.models.errors if e.kind == AGING.kind), None)
         self.timeline.clear(f"Aging is off: {err}" if err else "Loading the aging model\u2026")
 
     def _groups_ready(self, result) -> None:

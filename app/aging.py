@@ -23,6 +23,7 @@ from PySide6.QtGui import QImage
 from app.imaging import to_qimage
 from app.preview import PreviewRenderer
 from app.tasks import TaskRunner
+from core.contracts import AGING
 from core.pipeline import effective_strengths
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class AgingController(QObject):
         self.models = info
         self.pipeline = AgingPipeline(info.aging, info.age) if info.aging is not None else None
         for exc in info.errors:
-            what = "Aging is off" if getattr(exc, "name", "") == "aging.onnx" else "Age estimates are off"
+            what = "Aging is off" if exc.kind == AGING.kind else "Age estimates are off"
             self.message.emit("warning", f"{what}: {exc}. Browsing, face finding and landmark editing still work.")
         if info.requested == "gpu" and (info.aging or info.age) is not None and not info.on_gpu:
             self.message.emit("warning", "No GPU is available to onnxruntime here: the models run on the CPU.")

@@ -19,11 +19,13 @@ class PhotoError(AgelapseError):
 
 
 class ModelError(AgelapseError):
-    """A model file is missing, damaged or does not honour its contract."""
+    """A model file is missing, damaged or does not honour its contract. ``name``: the file;
+    ``kind``: which model (``core.contracts``: "aging" or "age"), None when not known."""
 
-    def __init__(self, name: str, reason: str):
+    def __init__(self, name: str, reason: str, kind: str | None = None):
         self.name = name
         self.reason = reason
+        self.kind = kind
         super().__init__(f"model {name}: {reason}")
 
 

@@ -1,5 +1,6 @@
 """The app's ONNX models: where they live, the manifest that vouches for them, and the two
-model wrappers that check each file against its contract (DESIGN.md, "Model contracts").
+model wrappers that check each file against its contract (``core.contracts``; docs/DESIGN.md, "Model
+contracts").
 
 Files: ``aging.onnx`` (format ``agelapse-aging/2``; ``/1`` files still load) and ``age.onnx`` (``agelapse-age/1``) in
 :func:`models_dir`, listed in ``manifest.json`` there::
@@ -19,7 +20,7 @@ whatever loaded plus the errors, each naming its file.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import os
@@ -32,21 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from core.align import Template
+from core.contracts import AGE, AGING, LANDMARK_COUNT, Contract, sha256_of
 from core.errors import ModelError
 from core.onnx_session import OnnxSession
 from core.regions import REGION_NAMES
 
 log = logging.getLogger(__name__)
 
-AGING_FILE = "aging.onnx"
-AGE_FILE = "age.onnx"
 MANIFEST_FILE = "manifest.json"
-AGING_FORMAT = "agelapse-aging/2"
-AGING_FORMATS = ("agelapse-aging/1", AGING_FORMAT)  # /1: no ``landmarks`` and ``hair`` inputs
-AGE_FORMAT = "agelapse-age/1"
-LANDMARK_COUNT = 68
-COMMON_KEYS = ("format", "image_size", "template", "trained_on", "license", "metrics", "created")
-AGING_KEYS = COMMON_KEYS + ("age_groups", "regions")
 
 
 def models_dir() -> Path:
@@ -59,14 +53,6 @@ def models_dir() -> Path:
     if bundle:
         return Path(bundle) / "resources" / "models"
     return Path(__file__).resolve().parents[1] / "resources" / "models"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------- manifest
@@ -229,6 +215,16 @@ def _check_io(name: str, session: OnnxSession, inputs: dict, outputs: dict) -> N
                 raise ModelError(name, f"{kind} {key!r} is {types[key]}, the contract needs float32")
 
 
+@contextlib.contextmanager
+def _kind(contract: Contract):
+    """Every ModelError raised inside says which kind of model failed (``ModelError.kind``)."""
+    try:
+        yield
+    except ModelError as exc:
+        exc.kind = contract.kind
+        raise
+
+
 def _open(dir_or_path: str | os.PathLike | None, default_file: str, providers, verify: bool,
           threads: int | None) -> OnnxSession:
     path = Path(dir_or_path) if dir_or_path is not None else models_dir()
@@ -283,12 +279,12 @@ class _Model:
         return self.session.metadata
 
     @classmethod
-    def _common(cls, session: OnnxSession, fmt: str, keys: Sequence[str]) -> dict:
+    def _common(cls, session: OnnxSession, contract: Contract) -> dict:
         name, meta = session.name, session.metadata
-        _require(name, meta, keys)
-        formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
-        if meta["format"] not in formats:
-            raise ModelError(name, f"format is {meta['format']!r}, expected {' or '.join(repr(f) for f in formats)}")
+        _require(name, meta, contract.metadata)
+        if meta["format"] not in contract.formats:
+            raise ModelError(name, f"format is {meta['format']!r}, expected "
+                                   f"{' or '.join(repr(f) for f in contract.formats)}")
         metrics = _json(name, meta, "metrics")
         if not isinstance(metrics, dict):
             raise ModelError(name, "metadata 'metrics' must be a JSON object")
@@ -303,7 +299,7 @@ class AgingModel(_Model):
 
     age_groups: list[tuple[int, int | None]] = field(default_factory=list)
     regions: tuple[str, ...] = REGION_NAMES
-    format: str = AGING_FORMAT
+    format: str = AGING.format
 
     @classmethod
     def load(cls, dir_or_path: str | os.PathLike | None = None, *, providers="auto",
@@ -312,25 +308,25 @@ class AgingModel(_Model):
         checked against the folder's manifest (``verify=False`` skips that, e.g. before the exporter
         writes the manifest) and against the contract. ``threads``: onnxruntime intra-op threads
         (None = its default). Every failure is a ModelError naming the file."""
-        session = _open(dir_or_path, AGING_FILE, providers, verify, threads)
-        name, meta = session.name, session.metadata
-        kw = cls._common(session, AGING_FORMATS, AGING_KEYS)
-        regions = _json(name, meta, "regions")
-        if not isinstance(regions, list) or tuple(regions) != tuple(REGION_NAMES):
-            raise ModelError(name, f"metadata 'regions' is {regions!r}, the app's regions are {list(REGION_NAMES)}")
-        groups = _age_groups(name, meta)
-        s, k = kw["image_size"], len(groups)
-        fmt = meta["format"]
-        inputs = {"image": (None, 3, s, s), "target": (None, k), "regions": (None, len(REGION_NAMES), s, s)}
-        if fmt != "agelapse-aging/1":
-            inputs.update(landmarks=(None, LANDMARK_COUNT, 2), hair=(None,))
-        _check_io(name, session, inputs, {"aged": (None, 3, s, s), "attention": (None, 1, s, s)})
+        with _kind(AGING):
+            session = _open(dir_or_path, AGING.file, providers, verify, threads)
+            name, meta = session.name, session.metadata
+            kw = cls._common(session, AGING)
+            regions = _json(name, meta, "regions")
+            if not isinstance(regions, list) or tuple(regions) != tuple(REGION_NAMES):
+                raise ModelError(name, f"metadata 'regions' is {regions!r}, the app's regions are {list(REGION_NAMES)}")
+            groups = _age_groups(name, meta)
+            s, k, fmt = kw["image_size"], len(groups), meta["format"]
+            shapes = {"image": (None, 3, s, s), "target": (None, k), "regions": (None, len(REGION_NAMES), s, s),
+                      "landmarks": (None, LANDMARK_COUNT, 2), "hair": (None,)}
+            _check_io(name, session, {n: shapes[n] for n in AGING.inputs_of(fmt)},
+                      dict(zip(AGING.outputs, [(None, 3, s, s), (None, 1, s, s)])))
         return cls(**kw, age_groups=groups, regions=tuple(regions), format=fmt)
 
     @property
     def takes_landmarks(self) -> bool:
         """Whether the file takes the face's ``landmarks`` and the ``hair`` strength (``/2``)."""
-        return self.format != "agelapse-aging/1"
+        return "landmarks" in AGING.inputs_of(self.format)
 
     @property
     def num_groups(self) -> int:
@@ -390,10 +386,12 @@ class AgeModel(_Model):
     def load(cls, dir_or_path: str | os.PathLike | None = None, *, providers="auto",
              verify: bool = True, threads: int | None = None) -> "AgeModel":
         """Load ``age.onnx`` (see :meth:`AgingModel.load`)."""
-        session = _open(dir_or_path, AGE_FILE, providers, verify, threads)
-        kw = cls._common(session, AGE_FORMAT, COMMON_KEYS)
-        s = kw["image_size"]
-        _check_io(session.name, session, {"image": (None, 3, s, s)}, {"age": (None,), "probs": (None, None)})
+        with _kind(AGE):
+            session = _open(dir_or_path, AGE.file, providers, verify, threads)
+            kw = cls._common(session, AGE)
+            s = kw["image_size"]
+            _check_io(session.name, session, {"image": (None, 3, s, s)},
+                      dict(zip(AGE.outputs, [(None,), (None, None)])))
         return cls(**kw)
 
     def estimate(self, aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -80,7 +80,7 @@ def test_groups_come_from_one_batched_inference_on_a_worker(qtbot, window, photo
     wait_writes(qtbot, window)
     age = window.catalog.face(face.id).estimated_age
     assert age is not None and 0 < age < 101
-    from app.state import age_to_position
+    from core.timeline import age_to_position
 
     assert window.timeline.marker == pytest.approx(age_to_position(age, window.aging.groups))
     assert f"{age:.0f}" in window.face_panel.age.text()

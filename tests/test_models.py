@@ -84,7 +84,7 @@ def test_missing_model_is_named_and_the_other_loads(folder):
     (folder / "aging.onnx").unlink()
     loaded = load_models(folder)
     assert loaded.aging is None and isinstance(loaded.age, AgeModel)
-    assert [e.name for e in loaded.errors] == ["aging.onnx"]
+    assert [e.name for e in loaded.errors] == ["aging.onnx"] and [e.kind for e in loaded.errors] == ["aging"]
     assert "missing" in loaded.errors[0].reason and str(folder / "aging.onnx") in str(loaded.errors[0])
 
 
@@ -95,7 +95,7 @@ def test_flipped_bytes_are_damage(folder):
     path.write_bytes(bytes(data))
     loaded = load_models(folder)
     assert loaded.age is None and isinstance(loaded.aging, AgingModel)
-    assert [e.name for e in loaded.errors] == ["age.onnx"]
+    assert [e.name for e in loaded.errors] == ["age.onnx"] and [e.kind for e in loaded.errors] == ["age"]
     assert "damaged" in loaded.errors[0].reason and "sha256" in loaded.errors[0].reason
 
 
@@ -157,8 +157,20 @@ def test_age_model_metadata_and_wrong_format(tmp_path):
     with pytest.raises(ModelError, match="template"):
         AgeModel.load(tmp_path / "age.onnx", verify=False)
     build_aging_model(tmp_path / "aging.onnx")
-    with pytest.raises(ModelError, match="format"):
+    with pytest.raises(ModelError, match="format") as info:
         AgeModel.load(tmp_path / "aging.onnx", verify=False)  # an aging model is not an age model
+    assert info.value.kind == "age"  # the kind of model that failed to load, whatever the file's name
+
+
+def test_the_contract_table_names_formats_inputs_and_outputs():
+    from core.contracts import AGE, AGING, contract_of
+
+    assert contract_of("agelapse-aging/2") is contract_of("agelapse-aging/1") is AGING
+    assert contract_of("agelapse-age/1") is AGE and AGE.inputs_of("agelapse-age/1") == ("image",)
+    assert AGING.inputs_of("agelapse-aging/1") == ("image", "target", "regions")
+    assert AGING.inputs_of(AGING.format)[3:] == ("landmarks", "hair")
+    with pytest.raises(ValueError, match="agelapse-aging/3"):
+        contract_of("agelapse-aging/3")
 
 
 def test_static_batch_axis_is_rejected(tmp_path):

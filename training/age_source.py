@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from core.contracts import AGE
+
 from .nets import AgeNet
 
 # ONNX convolution name prefix -> the BatchNorm that follows it in AgeNet
@@ -42,7 +44,7 @@ def _from_onnx(path: Path) -> dict:
         raise FileNotFoundError(f"{path}: no such age model")
     model = onnx.load(str(path))
     meta = {p.key: p.value for p in model.metadata_props}
-    if meta.get("format") != "agelapse-age/1":
+    if meta.get("format") != AGE.format:
         raise ValueError(f"{path} is not an age model (format {meta.get('format')!r})")
     if meta.get("role") == "judge":
         raise ValueError(f"{path} is an age judge: it only measures, it never guides training (training/judges)")

@@ -24,7 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.models import AGE_FORMAT, AgeModel, AgingModel
+from core.contracts import AGE
+from core.models import AgeModel, AgingModel
 from .preprocess import FaceCache
 
 log = logging.getLogger(__name__)
@@ -335,7 +336,7 @@ def evaluate(target: Path, cache_dir: Path, age_model: str | None = None, limit:
 
         fmt = OnnxSession(path).metadata.get("format", "")
         result: dict = {"model": Path(target).name, "split": split}
-        if fmt == AGE_FORMAT:
+        if fmt == AGE.format:
             result["age"] = evaluate_age(AgeModel.load(path, verify=False), cache, test)
         else:
             if not age_model:

@@ -1,4 +1,4 @@
-"""Export a run to ONNX with the contract's inputs, outputs and metadata (DESIGN.md).
+"""Export a run to ONNX with the contract's inputs, outputs and metadata (docs/DESIGN.md; the table of contracts is core/contracts.py).
 
 The EMA weights are traced with torch's dynamo exporter (opset 18: antialiased Resize), with a
 dynamic batch axis and the weights inside the file. Then: ``onnx.checker``, a parity check of
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.contracts import AGE, AGING, AGING_V1, contract_of
 from core.regions import REGION_NAMES
 from .nets import AgeExport, AgeNet, AgingExport
 
@@ -76,11 +77,11 @@ def build_module(state: dict, weights: str = "ema") -> tuple[torch.nn.Module, di
 
         net = JudgeNet.from_config(cfg)
         net.load_state_dict(state["ema"] if weights == "ema" else state["model"])
-        return AgeExport(net).eval(), {"format": "agelapse-age/1", "image_size": cfg["input_size"], "role": ROLE}
+        return AgeExport(net).eval(), {"format": AGE.format, "image_size": cfg["input_size"], "role": ROLE}
     if kind == "age":
         net = AgeNet(cfg["width"], cfg["max_age"])
         net.load_state_dict(state["ema"] if weights == "ema" else state["model"])
-        meta = {"format": "agelapse-age/1", "image_size": cfg["input_size"]}
+        meta = {"format": AGE.format, "image_size": cfg["input_size"]}
         return AgeExport(net).eval(), meta
     if kind in ("aging", "baseline", "prototype"):
         from .baseline import MeanFaceAger
@@ -104,7 +105,7 @@ def build_module(state: dict, weights: str = "ema") -> tuple[torch.nn.Module, di
         else:
             module = MeanFaceAger.from_state(state)
         # the prototype model takes the face's landmarks and the hair strength (contract /2)
-        fmt = "agelapse-aging/2" if kind == "prototype" else "agelapse-aging/1"
+        fmt = AGING.format if kind == "prototype" else AGING_V1
         meta = {"format": fmt, "image_size": state["image_size"], "age_groups": cfg["age_groups"],
                 "regions": list(REGION_NAMES)}
         if kind == "prototype":  # its crop: the training faces' square with a margin around it
@@ -117,11 +118,11 @@ def example_inputs(kind_format: str, size: int, groups: int, batch: int = 2, see
     landmarks of a ``/2`` model (moved a little per face, as a person's would be)."""
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
-    if kind_format == "agelapse-age/1":
+    if kind_format == AGE.format:
         return (image,)
     target = torch.eye(groups)[torch.arange(batch) % groups]
     regions = torch.rand(batch, 5, size, size, generator=g)
-    if kind_format == "agelapse-aging/1":
+    if kind_format == AGING_V1:
         return image, target, regions
     points = torch.tensor(template, dtype=torch.float32) * size
     landmarks = points + torch.randn(batch, 68, 2, generator=g) * (size / 128)
@@ -143,7 +144,7 @@ def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str 
         from .judges import JUDGE_FILE
 
         name = JUDGE_FILE
-    name = name or ("age.onnx" if fmt == "agelapse-age/1" else "aging.onnx")
+    name = name or contract_of(fmt).file
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
@@ -151,12 +152,7 @@ def export_run(run: Path, out_dir: Path, metrics: dict | None = None, name: str 
     template = meta.pop("template", state["template"])
     inputs = example_inputs(fmt, size, groups, template=template)
     n = torch.export.Dim("batch", min=1, max=1024)
-    if fmt == "agelapse-age/1":
-        in_names, out_names = ["image"], ["age", "probs"]
-    elif fmt == "agelapse-aging/1":
-        in_names, out_names = ["image", "target", "regions"], ["aged", "attention"]
-    else:
-        in_names, out_names = ["image", "target", "regions", "landmarks", "hair"], ["aged", "attention"]
+    in_names, out_names = list(contract_of(fmt).inputs_of(fmt)), list(contract_of(fmt).outputs)
     dyn = {name: {0: n} for name in in_names}
     with torch.no_grad():
         program = torch.onnx.export(module, inputs, input_names=in_names, output_names=out_names, dynamic_shapes=dyn,
