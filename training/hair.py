@@ -96,7 +96,9 @@ class HairGreying(nn.Module):
         # background are too easily taken for hair (seen on real photos: a grey halo)
         brow_v = ((((landmarks[:, 17:27] - centre.unsqueeze(1)) * down.unsqueeze(1)).sum(2)).mean(1) / dd).view(-1, 1, 1, 1)
         cap = torch.sigmoid((brow_v - 0.4 * chin - v) / 0.08)
-        zone = head * cap * (1 - torch.maximum(lower, self.wide(face) * (v > -0.5).float()))
+        # and the temples: above the eyes, beyond the jaw's width
+        temples = torch.sigmoid((-0.3 - v) / 0.1) * torch.sigmoid((((u - mid) / half).abs() - 1.05) / 0.05)
+        zone = head * torch.maximum(cap, temples) * (1 - torch.maximum(lower, self.wide(face) * (v > -0.5).float()))
         # colours: the face's skin, the hair just above the forehead, the background far outside
         pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
         skin = self._sample(image01, pts).mean(2).view(-1, 3, 1, 1)
