@@ -1,4 +1,4 @@
-"""Small ONNX models that honour the model contracts of DESIGN.md exactly, built without torch.
+"""Small ONNX models that honour the model contracts (core/contracts.py, docs/DESIGN.md) exactly, built without torch.
 
 They stand in for the trained models in tests (engine, CLI and GUI) and benchmarks:
 

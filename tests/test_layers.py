@@ -1,4 +1,4 @@
-"""The direction of imports (DESIGN.md): core knows nothing of Qt, torch, training or app;
+"""The direction of imports (docs/DESIGN.md): core knows nothing of Qt, torch, training or app;
 app never imports torch or training; training never imports Qt or app."""
 
 from __future__ import annotations
