@@ -2,7 +2,7 @@
 
 Modules (each small; the main window only wires them together):
 
-- ``main``          QApplication, command line, ``main()``; ``--screenshot`` mode (``screenshot``)
+- ``main``          QApplication, command line, ``main()``
 - ``main_window``   menus, docks, toolbar: connects the parts below
 - ``tasks``         the one helper for background work (thread pools, cancellation, stale results)
 - ``face_process``  dlib in helper processes (it holds the GIL: on a thread it would freeze the GUI)

@@ -1,10 +1,9 @@
 """The desktop application's entry point: ``agelapse`` / ``python -m app``.
 
     python -m app [FOLDER] [--models DIR] [-v]
-    python -m app --screenshot FILE [--album DIR] [--models DIR] [--size 1500x940]
 
-Without a folder the last album is opened again. ``--screenshot`` renders the main window with a face
-selected and the timeline filled into FILE (PNG) and exits (see ``app.screenshot``).
+Without a folder the last album is opened again. (The README's screenshot is made by
+``tools/screenshot.py``, which is not shipped.)
 
 On Linux, before the application is created, the system libraries of Qt's X11 (xcb) platform are looked
 for (:func:`missing_qt_libraries`): when some are missing, Qt's own message names the wrong one, so we
@@ -80,25 +79,12 @@ def qt_libraries_message(missing: list[str]) -> str:
             "(other systems: install the packages that provide those files). agelapse-cli works without them.")
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, not {text!r}") from None
-    if w < 400 or h < 300:
-        raise argparse.ArgumentTypeError("the window must be at least 400x300")
-    return w, h
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agelapse", description="Agelapse: watch the faces in your photos age.")
     p.add_argument("folder", nargs="?", type=Path, help="a folder of photos to open")
     p.add_argument("--album", type=Path, metavar="DIR", help="the folder of photos to open (same as FOLDER)")
     p.add_argument("--models", type=Path, metavar="DIR",
                    help="folder with aging.onnx, age.onnx and manifest.json (default: the preferences, else the bundled models)")
-    p.add_argument("--screenshot", type=Path, metavar="FILE", help="render the main window into FILE and exit")
-    p.add_argument("--size", type=_size, default=(1500, 940), help="window size for --screenshot (default 1500x940)")
-    p.add_argument("--timeout", type=float, default=180.0, help="--screenshot: seconds to wait for the work (default 180)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     return p
 
@@ -128,11 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
     folder = args.album or args.folder
-    if args.screenshot is not None:
-        from app.screenshot import take_screenshot
-
-        return take_screenshot(args.screenshot, album=folder, models=args.models, size=args.size, timeout=args.timeout)
-
     missing = missing_qt_libraries()
     if missing:
         print(qt_libraries_message(missing), file=sys.stderr)

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     from app.main import make_app
     from app.main_window import MainWindow
-    from app.screenshot import spin_until
+    from tools.screenshot import spin_until
     from app.settings import Settings
     from core.models import models_dir
 

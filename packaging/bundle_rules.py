@@ -1,7 +1,7 @@
 """What goes into the Agelapse bundle and what stays out: the rules ``agelapse.spec`` applies.
 
-Plain standard library, no PyInstaller import, so ``tests/test_packaging.py`` can check the rules
-without building. (This folder is deliberately not a Python package: a ``packaging/__init__.py``
+Plain standard library and the engine's contract table (``core.contracts``, itself plain standard
+library), no PyInstaller import, so ``tests/test_packaging.py`` can check the rules without building. (This folder is deliberately not a Python package: a ``packaging/__init__.py``
 would shadow the ``packaging`` library on PyPI.)
 
 - :data:`EXCLUDES`       modules never analysed: torch, the training package, test tools, tkinter,
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-import hashlib
 import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
+
+from core.contracts import AGE, AGING, sha256_of
 
 # -------------------------------------------------------------------------------------- contents
 
@@ -34,7 +35,7 @@ MACOS_APP = "Agelapse.app"
 BUNDLE_ID = "org.agelapse.Agelapse"
 
 # The shipped models: core.models.models_dir() looks for them in <_MEIPASS>/resources/models.
-MODEL_FILES = ("aging.onnx", "age.onnx")
+MODEL_FILES = (AGING.file, AGE.file)
 MANIFEST = "manifest.json"
 OPTIONAL_MODEL_FILES = ("MODEL_CARD.md",)
 MODELS_DEST = "resources/models"
@@ -94,7 +95,7 @@ DROP_PATTERNS = (
     # the XDG desktop portal theme still gives native file dialogs where a portal runs
     "PySide6/Qt/plugins/platformthemes/*gtk3*",
     # image formats Qt would decode: photos are decoded by Pillow (core/photos.py), Qt only
-    # displays QImages built from numpy arrays and writes the --screenshot PNG (built in)
+    # displays QImages built from numpy arrays (built in)
     "PySide6/Qt/plugins/imageformats/*pdf*", "PySide6/Qt/plugins/imageformats/*svg*",
     "PySide6/Qt/plugins/imageformats/*tiff*", "PySide6/Qt/plugins/imageformats/*webp*",
     "PySide6/Qt/plugins/imageformats/*icns*", "PySide6/Qt/plugins/imageformats/*tga*",
@@ -201,14 +202,6 @@ def version_tuple(version: str) -> tuple[int, int, int, int]:
 
 # ----------------------------------------------------------------------------------------- models
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_models(folder: str | os.PathLike) -> list[Path]:
     """The files to ship from the models ``folder``: the two ONNX models and ``manifest.json``
     (plus MODEL_CARD.md where present), each model present, listed in the manifest and matching
@@ -242,7 +235,7 @@ def check_models(folder: str | os.PathLike) -> list[Path]:
         if "bytes" in entry and int(entry["bytes"]) != size:
             raise BundleError(f"the model file {path} has {size} bytes, {manifest_path} says {entry['bytes']} "
                               f"(damaged or re-exported without updating the manifest). {hint}")
-        if _sha256(path) != str(entry.get("sha256", "")).lower():
+        if sha256_of(path) != str(entry.get("sha256", "")).lower():
             raise BundleError(f"the sha256 of {path} does not match {manifest_path} "
                               f"(damaged or re-exported without updating the manifest). {hint}")
         files.append(path)

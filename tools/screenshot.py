@@ -1,5 +1,9 @@
-"""``python -m app --screenshot FILE``: the main window with a face selected and the timeline filled,
-rendered into a PNG (the README's picture), then exit.
+"""The README's picture: ``python tools/screenshot.py FILE [--album DIR] [--models DIR] [--size 1500x940]``.
+
+A developer tool, not shipped with the app (it may use scikit-image, a development dependency). It
+starts the main window, drives it through its public interface as a person would (opens the album,
+selects photos until one has a face, moves the timeline's handle with the keyboard), renders the window
+into a PNG and exits.
 
 It never touches the person's own settings, catalog or thumbnail cache: all three go to a temporary
 folder. Without a display (no $DISPLAY / $WAYLAND_DISPLAY) Qt's offscreen platform is used. The album is
@@ -10,6 +14,7 @@ computed, and the timeline handle moved a few decades past the face's estimated 
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
@@ -64,10 +69,14 @@ def take_screenshot(target: str | os.PathLike, *, album: str | os.PathLike | Non
 
     from PySide6.QtCore import QSettings
 
-    from app.main import make_app
+    from app.main import make_app, missing_qt_libraries, qt_libraries_message
     from app.main_window import MainWindow
     from app.settings import Settings
 
+    missing = missing_qt_libraries()
+    if missing:
+        print(qt_libraries_message(missing), file=sys.stderr)
+        return 1
     app = make_app()
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "settings"))
     settings = Settings("AgelapseScreenshot", "Agelapse")
@@ -94,6 +103,8 @@ def _stage(window, album: Path, timeout: float) -> bool:
     """Open the album, find a photo with a face, compute its groups, move the handle."""
     deadline = time.monotonic() + timeout
     left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
+    from PySide6.QtCore import Qt
+
     ed, ag = window.editor, window.aging
     window.open_folder(album)
     if not spin_until(lambda: window.album.model.rowCount() > 0, left()):
@@ -117,8 +128,46 @@ def _stage(window, album: Path, timeout: float) -> bool:
         return False
     got = spin_until(lambda: ag.result is not None and (ag.pipeline.age is None or window.timeline.marker is not None), left())
     tl = window.timeline
-    start = tl.marker if tl.marker is not None else 2.0
-    tl._move_to(min(len(tl.labels) - 1.0, start + 3.0))
-    tl.drag_finished.emit(tl.position)
+    start = round(tl.marker) if tl.marker is not None else 2
+    tl.setFocus()
+    _key(tl, Qt.Key.Key_Home)  # the keys a person would press: to the first group, then one group a press
+    for _ in range(min(len(tl.labels) - 1, start + 3)):
+        _key(tl, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
     spin_until(lambda: not window.scan.running, min(left(), 60.0))  # the badges of the whole album
     return got
+
+
+def _key(widget, key, modifiers=None) -> None:
+    from PySide6.QtCore import QEvent, Qt
+    from PySide6.QtGui import QKeyEvent
+    from PySide6.QtWidgets import QApplication
+
+    modifiers = Qt.KeyboardModifier.NoModifier if modifiers is None else modifiers
+    for kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+        QApplication.sendEvent(widget, QKeyEvent(kind, key, modifiers))
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, not {text!r}") from None
+    if w < 400 or h < 300:
+        raise argparse.ArgumentTypeError("the window must be at least 400x300")
+    return w, h
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="screenshot", description="Render Agelapse's main window into a PNG.")
+    p.add_argument("target", type=Path, metavar="FILE")
+    p.add_argument("--album", type=Path, metavar="DIR", help="a folder with at least one portrait")
+    p.add_argument("--models", type=Path, metavar="DIR", help="the models folder (default: the bundled models)")
+    p.add_argument("--size", type=_size, default=(1500, 940), help="window size (default 1500x940)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the work (default 180)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return take_screenshot(args.target, album=args.album, models=args.models, size=args.size, timeout=args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
