@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+sys.path.insert(0, str(ROOT))  # the checkout: core, app, bench and testkit (shared with the tests)
 
-from timeline import twelve_megapixels  # noqa: E402  (the same 12 MP test photo as bench/timeline.py)
+from bench.timeline import twelve_megapixels  # noqa: E402  (the same 12 MP test photo as bench/timeline.py)
 
 
 class Heartbeat:
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     if models is None and (models_dir() / "aging.onnx").is_file():
         models, which = models_dir(), "bundled"
     if models is None:
-        from contract_model import write_contract_models
+        from testkit.contract_model import write_contract_models
 
         models = write_contract_models(tmp / "models", aging_size=args.aging_size, realistic=True)
         which = f"contract model, realistic cost, S={args.aging_size}"

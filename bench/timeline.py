@@ -5,7 +5,7 @@
 The photo (default: ../shared/data/album/face_recognition/obama.jpg when present, else
 scikit-image's astronaut) is upscaled to about 4000x3000; dlib finds the face and its landmarks.
 The model is DIR/aging.onnx (--models), else resources/models/aging.onnx when present, otherwise a contract model of realistic
-cost built on the fly (tests/contract_model.py, ``realistic=True``: S = --size, K = 8, about
+cost built on the fly (testkit/contract_model.py, ``realistic=True``: S = --size, K = 8, about
 1.5 GFLOP per image at 128 px). Which one ran is printed.
 
 Batched path (what the app does): prepare (align, region masks) once, ONE inference call with
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))  # the checkout: core, and testkit (shared with the tests)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -62,7 +62,7 @@ def load_model(size: int, providers: str, threads: int | None, folder: Path | No
     if bundled.is_file():
         model = AgingModel.load(folder, providers=providers, threads=threads)
         return model, (f"model {bundled} ({model.session.metadata.get('format', '?')}, S={model.image_size}, K={model.num_groups})")
-    from contract_model import build_aging_model
+    from testkit.contract_model import build_aging_model
 
     folder = Path(tempfile.mkdtemp(prefix="agelapse-bench-"))
     build_aging_model(folder / "aging.onnx", size=size, realistic=True)

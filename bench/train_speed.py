@@ -37,13 +37,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the checkout: core, training and testkit (shared with the tests)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from contract_model import contract_template  # noqa: E402
+from testkit.contract_model import contract_template  # noqa: E402
 from core import regions as core_regions  # noqa: E402
 from core.align import Template  # noqa: E402
 from training import nets, runtime, train_age, train_aging  # noqa: E402

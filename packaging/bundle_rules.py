@@ -53,7 +53,7 @@ HIDDEN_IMPORTS = ("pillow_heif", "imageio_ffmpeg", "imageio_ffmpeg._io", "tqdm",
 # Never analysed. Top-level names also end up in FORBIDDEN below.
 EXCLUDES = (
     # the training stack and developer tools
-    "torch", "torchvision", "torchaudio", "training", "tests", "onnx", "onnxscript", "onnx_ir",
+    "torch", "torchvision", "torchaudio", "training", "tests", "testkit", "onnx", "onnxscript", "onnx_ir",
     "tensorboard", "tensorflow", "pytest", "_pytest", "pytestqt", "pluggy", "skimage", "scipy",
     "matplotlib", "pandas", "IPython", "jupyter", "notebook", "sympy", "networkx", "tifffile",
     "lazy_loader",
@@ -128,7 +128,7 @@ DROP_PATTERNS = (
 
 # Top-level names (module packages or bundle folders) that must not be in a finished bundle.
 FORBIDDEN = (
-    "torch", "torchvision", "training", "tests", "pytest", "_pytest", "pytestqt", "skimage",
+    "torch", "torchvision", "training", "tests", "testkit", "pytest", "_pytest", "pytestqt", "skimage",
     "scipy", "tkinter", "_tkinter", "onnx", "tensorboard", "matplotlib", "imageio", "setuptools",
     "pip", "PyInstaller",
 )

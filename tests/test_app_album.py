@@ -3,13 +3,17 @@ progress, cancel and badges, the filters, keyboard navigation, recent folders.""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from test_app_support import WAIT_MS, app_env, catalog, open_album, photo_album, settings, wait_face, window  # noqa: F401
+from testkit.gui import open_album, WAIT_MS, write_jpeg
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
 
 
 def _key(p) -> str:
@@ -21,7 +25,6 @@ def test_ten_thousand_photos_lay_out_at_once_and_only_visible_thumbnails_load(qt
     from app.album_view import AlbumPanel
     from app.tasks import TaskRunner
     from core.thumbnails import ThumbnailCache
-    from test_app_support import write_jpeg
 
     real = write_jpeg(astronaut, tmp_path / "many" / "IMG_00000.jpg")  # sorts first
     paths = [real] + [tmp_path / "many" / f"IMG_{i:05d}.jpg" for i in range(1, 10_000)]  # names only
@@ -85,7 +88,6 @@ def test_open_folder_scans_with_progress_and_shows_badges(qtbot, window, photo_a
 def test_scan_can_be_cancelled_and_keeps_what_it_did(qtbot, tmp_path, astronaut, catalog):
     from app.scanning import ScanController
     from app.tasks import TaskRunner
-    from test_app_support import write_jpeg
 
     paths = [write_jpeg(astronaut, tmp_path / "many" / f"p{i:02d}.jpg") for i in range(25)]
     runner = TaskRunner()

@@ -4,6 +4,8 @@ an animation; then assert on the files written and on the catalog, and reopen ev
 
 from __future__ import annotations
 
+import pytest
+
 import shutil
 from pathlib import Path
 
@@ -13,10 +15,9 @@ from PIL import Image
 from PySide6.QtCore import QPoint, QPointF
 
 from conftest import SHARED_DATA
-from test_app_support import (  # noqa: F401
-    WAIT_MS, app_env, catalog, drag, open_album, scene_to_viewport, settings, wait_face, wait_groups, wait_writes,
-    write_jpeg,
-)
+from testkit.gui import drag, open_album, scene_to_viewport, wait_face, wait_groups, WAIT_MS, wait_writes, write_jpeg
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
 
 
 def test_open_edit_age_and_export(qtbot, tmp_path, astronaut, settings, catalog, contract_models_dir):

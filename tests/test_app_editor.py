@@ -9,10 +9,9 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QToolBar
 
-from test_app_support import (  # noqa: F401
-    WAIT_MS, app_env, catalog, drag, open_album, photo_album, scene_to_viewport, settings, wait_face, wait_writes,
-    window, write_jpeg,
-)
+from testkit.gui import drag, open_album, scene_to_viewport, wait_face, WAIT_MS, wait_writes, write_jpeg
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
 
 
 @pytest.fixture

@@ -3,13 +3,16 @@ export itself, core.export_jobs, is tested in test_export_jobs.py.)"""
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 from PIL import Image
 
-from test_app_support import (  # noqa: F401
-    WAIT_MS, app_env, catalog, open_album, photo_album, settings, wait_face, wait_groups, window, write_jpeg,
-)
+from testkit.gui import open_album, wait_face, wait_groups, WAIT_MS
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
+
 
 def _dialog(window):
     d = window.export_dialog()

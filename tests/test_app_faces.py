@@ -15,7 +15,8 @@ from app.face_process import FaceProcess, ProcessGone, RemoteFinder
 from app.tasks import Cancelled
 from core.errors import FaceError
 from core.faces import FaceFinder
-from test_app_support import app_env  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
 
 
 @pytest.fixture

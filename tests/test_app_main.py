@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_app_support import app_env, photo_album  # noqa: F401
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

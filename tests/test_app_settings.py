@@ -11,9 +11,9 @@ import pytest
 from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QWidget
 
-from test_app_support import (  # noqa: F401
-    WAIT_MS, app_env, catalog, open_album, photo_album, settings, wait_face, wait_writes, window,
-)
+from testkit.gui import open_album, wait_face, WAIT_MS, wait_writes
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
 
 
 def test_settings_round_trip_in_the_test_location(settings, app_env):

@@ -10,7 +10,8 @@ from app.state import (
     describe_strengths, forehead_handle_point, forehead_height_at, settings_from_stored, stored_from_settings,
 )
 from core.pipeline import effective_strengths
-from test_app_support import app_env  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
 
 def test_strengths_round_trip_through_the_catalog_format():
     ui = settings_from_stored({"eyes": 1.3, "mouth": 0.0, "off:mouth": 0.7})

@@ -9,7 +9,9 @@ import pytest
 from PySide6.QtCore import QThread
 
 from app.tasks import Cancelled, TaskRunner, local_finder
-from test_app_support import WAIT_MS, app_env  # noqa: F401
+from testkit.gui import WAIT_MS
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
 
 
 @pytest.fixture

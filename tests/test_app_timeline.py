@@ -16,10 +16,9 @@ from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from app.timeline import TimelineWidget
-from test_app_support import (  # noqa: F401
-    WAIT_MS, app_env, catalog, drag, open_album, photo_album, settings, wait_face, wait_groups, wait_writes, window,
-    write_jpeg,
-)
+from testkit.gui import drag, open_album, wait_face, wait_groups, WAIT_MS, wait_writes, write_jpeg
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
 
 LABELS = ["0\u20139", "10\u201319", "20\u201329", "30\u201339", "40\u201349", "50\u201359", "60\u201369", "70+"]
 

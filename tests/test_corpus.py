@@ -1,4 +1,4 @@
-"""Issue 12's corpus (tests/corpus.py: generated here, nothing of it committed): the CLI's scan and the app's
+"""Issue 12's corpus (testkit/corpus.py: generated here, nothing of it committed): the CLI's scan and the app's
 scan both get through every bad and unusual file: every good photo scanned, every bad one reported by
 name, no traceback, the originals unchanged."""
 
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from corpus import Corpus, make_corpus
-from test_app_support import WAIT_MS, app_env, catalog, open_album, settings, window  # noqa: F401
+from testkit.corpus import Corpus, make_corpus
+from testkit.gui import open_album, WAIT_MS
+
+pytestmark = pytest.mark.usefixtures("app_env")  # every test here: its own settings, data and cache
 
 ROOT = Path(__file__).resolve().parents[1]
 

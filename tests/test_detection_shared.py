@@ -5,17 +5,10 @@ landmark error 0.027 of the inter-ocular distance on 43 labelled faces in 9 phot
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bench.detection import measure, read_boxes
 
 
 def test_fast_detector_recall_precision_and_landmarks(album_dir):
-    from detection import measure, read_boxes
-
     from core.faces import FaceFinder
 
     folder = album_dir / "dlib_faces"

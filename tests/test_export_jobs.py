@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from core.export_jobs import ExportOptions, ExportSource, existing, make_unique, plan, run_export
-from test_app_support import write_jpeg
+from testkit.gui import write_jpeg
 
 LABELS = ["0\u20139", "10\u201319", "20\u201329", "30\u201339", "40\u201349", "50\u201359", "60\u201369", "70+"]
 DECADES = [(0, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, None)]

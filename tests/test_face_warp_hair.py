@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from contract_model import AGING_TEMPLATE  # noqa: E402
+from testkit.contract_model import AGING_TEMPLATE  # noqa: E402
 from training.hair import HairGreying  # noqa: E402
 from training.prototype import _border_points, triangulate  # noqa: E402
 from training.warp import TemplateMap  # noqa: E402

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 
-from contract_model import contract_template  # noqa: E402
+from testkit.contract_model import contract_template  # noqa: E402
 from core.models import AgeModel, Manifest, sha256_of  # noqa: E402
 from training import export as texport  # noqa: E402
 from training import judges  # noqa: E402

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from contract_model import DECADES, build_age_model, build_aging_model
+from testkit.contract_model import DECADES, build_age_model, build_aging_model
 from core.errors import ModelError
 from core.models import AgeModel, AgingModel, Manifest, load_models, models_dir, sha256_of
 from core.regions import REGION_NAMES
@@ -232,7 +232,7 @@ def test_aging_run_converts_and_depends_on_target_and_regions(contract_models_di
 
 
 def _face_points(size: int) -> np.ndarray:
-    from contract_model import AGING_TEMPLATE
+    from testkit.contract_model import AGING_TEMPLATE
 
     return (np.array(AGING_TEMPLATE, np.float32) * size)[None]
 

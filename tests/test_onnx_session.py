@@ -30,9 +30,25 @@ def test_explicit_provider_list_drops_unavailable(caplog):
     got = resolve_providers(["NoSuchExecutionProvider", CPU, CPU])
     assert got == [CPU]
     assert "NoSuchExecutionProvider" in caplog.text
-    assert resolve_providers("gpu")[-1] == CPU
     with pytest.raises(ValueError):
         resolve_providers("tpu")
+
+
+def test_gpu_providers_come_first_in_their_order_and_their_absence_is_said(monkeypatch, caplog):
+    import core.onnx_session as onnx_session
+
+    cuda, directml = onnx_session.GPU_ORDER[0], "DmlExecutionProvider"
+    monkeypatch.setattr(onnx_session.ort, "get_available_providers",
+                        lambda: ["AzureExecutionProvider", CPU, directml, cuda])
+    assert resolve_providers("gpu") == resolve_providers("auto") == [p for p in onnx_session.GPU_ORDER
+                                                                     if p in (cuda, directml)] + [CPU]
+    assert resolve_providers("gpu")[0] == cuda  # CUDA before DirectML, the Azure provider never
+    monkeypatch.setattr(onnx_session.ort, "get_available_providers", lambda: ["AzureExecutionProvider", CPU])
+    caplog.set_level(logging.WARNING, logger="core.onnx_session")
+    assert resolve_providers("gpu") == [CPU]
+    assert "no GPU execution provider" in caplog.text and "AzureExecutionProvider" in caplog.text
+    caplog.clear()
+    assert resolve_providers("auto") == [CPU] and caplog.text == ""  # auto falls back quietly
 
 
 def test_shapes_metadata_and_run(contract_models_dir):

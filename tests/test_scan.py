@@ -17,7 +17,7 @@ from core.catalog import Catalog
 from core.export import save_image
 from core.faces import Face
 from core.photos import load_photo
-from core.scan import ScanReport, scan_folder, scan_paths
+from core.scan import scan_folder, scan_paths
 
 
 class FakeFinder:
@@ -148,7 +148,8 @@ def test_without_catalog_and_unreadable_folder(mixed, monkeypatch):
     report = scan_folder(root, FakeFinder())
     assert set(report.faces) == {p for p in good if p.parent == root}
     assert (root / "sub", "cannot read folder (Permission denied)") in report.errors
-    assert isinstance(scan_paths([], FakeFinder()), ScanReport)
+    empty = scan_paths([], FakeFinder())
+    assert (empty.listed, empty.faces, empty.errors, empty.skipped, empty.cancelled) == (0, {}, [], [], False)
 
 
 def test_vanished_file(tmp_path):

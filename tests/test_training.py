@@ -509,7 +509,7 @@ def test_mesh_warps_a_face_onto_the_mean_shape(tiny_cache):
 
 
 def _mean_shape(s: int) -> torch.Tensor:
-    from contract_model import AGING_TEMPLATE
+    from testkit.contract_model import AGING_TEMPLATE
 
     return torch.tensor(AGING_TEMPLATE, dtype=torch.float32) * s
 

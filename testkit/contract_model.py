@@ -98,7 +98,7 @@ def _metadata(fmt: str, size: int, template, extra: dict | None, drop: tuple = (
         "format": fmt,
         "image_size": str(size),
         "template": json.dumps(template),
-        "trained_on": "nothing: synthetic contract model (tests/contract_model.py)",
+        "trained_on": "nothing: synthetic contract model (testkit/contract_model.py)",
         "license": "MIT (test fixture)",
         "metrics": json.dumps({}),
         "created": _dt.date(2025, 1, 1).isoformat(),
