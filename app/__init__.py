@@ -6,6 +6,7 @@ Modules (each small; the main window only wires them together):
 - ``main_window``   menus, docks, toolbar: connects the parts below
 - ``tasks``         the one helper for background work (thread pools, cancellation, stale results)
 - ``face_process``  dlib in helper processes (it holds the GIL: on a thread it would freeze the GUI)
+- ``finders``       which face finder a task uses (a helper process's, or the thread's own)
 - ``imaging``       numpy <-> QImage at the boundary, the photo pyramid
 - ``album_model``   the photo list model and the lazy thumbnail loader; ``album_view`` tree + grid
 - ``scanning``      the album's background scan; ``scan_status`` its progress in the status bar

@@ -62,10 +62,6 @@ class Banner(QFrame):
         self.messages = self.messages[-20:]
         self._refresh()
 
-    def clear_key(self, key: str) -> None:
-        self.messages = [m for m in self.messages if m.key != key]
-        self._refresh()
-
     def dismiss(self) -> None:
         if self.messages:
             self.messages.pop()

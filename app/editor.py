@@ -27,7 +27,8 @@ from PySide6.QtGui import QUndoCommand, QUndoGroup, QUndoStack
 from app.landmark_items import EditFaceCommand, FaceGeometry, describe_edit
 from app.state import describe_strengths
 from core.text import display
-from app.tasks import TaskRunner, face_finder
+from app.finders import face_finder
+from app.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from app.tasks import TaskRunner, face_finder
+from app.finders import face_finder
+from app.tasks import TaskRunner
 from core.export_jobs import ExportOptions, ExportSource, existing, make_unique, plan, run_export
 from core.text import display, printable
 from core.timeline import position_label

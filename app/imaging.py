@@ -45,12 +45,6 @@ def from_qimage(image: QImage) -> np.ndarray:
     return buf[:, : w * 3].reshape(h, w, 3).copy()  # a copy: the converted QImage goes away on return
 
 
-def fit_size(w: int, h: int, max_side: int) -> tuple[int, int]:
-    """(w, h) scaled so that the long side is at most ``max_side`` (never enlarged)."""
-    scale = min(1.0, max_side / max(w, h, 1))
-    return max(1, round(w * scale)), max(1, round(h * scale))
-
-
 @dataclass
 class Pyramid:
     """A photo at several resolutions for drawing: ``levels[0]`` is full size, each next one half of

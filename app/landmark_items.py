@@ -157,11 +157,6 @@ class LandmarkLayer(QGraphicsObject):
         hx, hy = forehead_handle_point(lm, fh)
         self.forehead_handle.setPos(float(hx), float(hy))
 
-    def set_points_visible(self, on: bool) -> None:
-        for h in self.handles:
-            h.setVisible(on)
-        self.forehead_handle.setVisible(on)
-
     # -- dragging (called by the handles)
 
     def _begin_drag(self) -> None:

@@ -426,7 +426,7 @@ class MainWindow(QMainWindow):
 
 def _warm_up(mode: str) -> None:
     """Start the face finder process and load dlib's models there, before the first photo needs them."""
-    from app.tasks import face_finder
+    from app.finders import face_finder
 
     finder = face_finder(mode)
     if hasattr(finder, "warm_up"):

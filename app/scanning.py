@@ -13,7 +13,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from app.tasks import TaskRunner, face_finder
+from app.finders import face_finder
+from app.tasks import TaskRunner
 from core.text import display
 
 log = logging.getLogger(__name__)

@@ -130,9 +130,6 @@ class Settings:
         self.q.setValue("album/recent", recent[:MAX_RECENT])
         return recent[:MAX_RECENT]
 
-    def clear_recent_folders(self) -> None:
-        self.q.setValue("album/recent", [])
-
     # -- window and free-form values
 
     def geometry(self, key: str) -> QByteArray | None:

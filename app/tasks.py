@@ -17,9 +17,9 @@
   "thumbs" (2: thumbnails), "io" (1: catalog writes, so they happen in order). :meth:`shutdown` cancels
   everything and waits for the workers (called when the window closes, so nothing pending is lost).
 
-Face finding: :func:`face_finder` gives a task a finder whose dlib work runs in a helper process
-(``app.face_process``; dlib holds the GIL, so on a thread it would freeze the GUI), or, as a fall-back,
-this thread's own FaceFinder (``threading.local``) with dlib calls serialised by a lock.
+Face finding in process: :func:`local_finder` is this thread's own FaceFinder (``threading.local``) with
+dlib calls serialised by a lock; ``app.finders.face_finder`` chooses between it and a helper process's
+finder (``app.face_process``).
 """
 
 from __future__ import annotations
@@ -173,11 +173,6 @@ class TaskRunner(QObject):
         if task is not None:
             task.cancel()
 
-    def cancel_all(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
-        self._by_key.clear()
-
     def is_running(self, key: str) -> bool:
         task = self._by_key.get(key)
         return task is not None and not task.cancelled and task.id in self._tasks
@@ -287,15 +282,3 @@ def local_finder(mode: str = "fast") -> LockedFinder:
     if mode not in finders:
         finders[mode] = LockedFinder(mode)
     return finders[mode]
-
-
-def face_finder(mode: str = "fast", role: str = "interactive", cancelled: Callable[[], bool] | None = None):
-    """The finder a task uses: a helper process's (``app.face_process``: dlib never holds the GUI's GIL),
-    or with ``AGELAPSE_DLIB_IN_PROCESS=1`` this thread's own :func:`local_finder`."""
-    import os
-
-    if os.environ.get("AGELAPSE_DLIB_IN_PROCESS") == "1":
-        return local_finder(mode)
-    from app.face_process import RemoteFinder
-
-    return RemoteFinder(mode, role, cancelled)
