@@ -4,6 +4,11 @@ per-photo results (for the badges) and cancel.
 The scan reports each photo as it is finished: ``photo_scanned(path, faces)`` with the face count, or -1
 for a photo that could not be read (its message goes to ``photo_failed``). Unchanged photos already in the
 catalog are skipped by the engine (``Catalog.needs_scan``) unless ``rescan`` is set.
+
+Every core: the engine searches the photos in its pool of helper processes (``core.scan``, ``workers``:
+one per core), in order, each helper decoding its own photos; a scan of only a few photos to search uses
+the app's warm "scan" helper instead (``app.face_process``), and so does the app when helpers run on
+threads (``AGELAPSE_DLIB_IN_PROCESS=1``). Either way dlib never runs on the GUI's process.
 """
 
 from __future__ import annotations
@@ -101,6 +106,11 @@ def _scan(paths: list[Path], catalog, mode: str, rescan: bool, ctx):
         seen.update(faces=len(faces), errors=len(report.errors), skipped=len(report.skipped))
         ctx.progress(done, total, new)
 
+    import os
+
+    from core.faces import FaceFinder
+
+    pool_finder = None if os.environ.get("AGELAPSE_DLIB_IN_PROCESS") == "1" else FaceFinder(mode)
     scan_paths(paths, face_finder(mode, "scan"), catalog=catalog, progress=progress, cancel=ctx.cancelled,
-               rescan=rescan, detector=mode, report=report)
+               rescan=rescan, detector=mode, report=report, workers=None, pool_finder=pool_finder)
     return report

@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("scan", help="find the faces in every photo of a folder")
     sp.add_argument("folder", type=Path)
     sp.add_argument("--accurate", action="store_true", help="dlib's CNN face detector (slower, finds more)")
+    sp.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="processes searching photos at once (default: one per core)")
     sp.add_argument("--catalog", type=Path, metavar="DB", help="store the faces in this catalog database")
     json_option(sp)
 
@@ -329,7 +331,8 @@ def cmd_scan(args) -> int:
     bar = Progress("scanning", "photo")
     records: list[tuple[Path, dict]] = []  # (path, what happened), printed in path order
     try:
-        report = scan_folder(args.folder, _finder(args.accurate), catalog=catalog, progress=bar.update)
+        report = scan_folder(args.folder, _finder(args.accurate), catalog=catalog, progress=bar.update,
+                             workers=args.workers)
         bar.close()
         records += [(path, {"faces": count}) for path, count in report.faces.items()]
         records += [(path, {"error": message}) for path, message in report.errors]
