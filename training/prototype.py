@@ -264,6 +264,18 @@ def _neutralise(tex: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
     return tex * (1 - inner) + tex.mean(0, keepdims=True) * inner
 
 
+def openings(points: np.ndarray, size: int) -> np.ndarray:
+    """The eye openings (36-41, 42-47) and the open mouth (60-67) on a face with these landmarks,
+    a little widened, soft-edged."""
+    d = float(np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0)))
+    mask = np.zeros((size, size), np.float32)
+    for idx in EYES_AND_MOUTH:
+        cv2.fillPoly(mask, [np.round(points[idx] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    r = max(1, int(round(0.06 * d)))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return np.clip(_gauss(mask, 0.04 * d), 0, 1)
+
+
 def brows_and_eyes(points: np.ndarray, size: int) -> np.ndarray:
     """The brows (17-26) and the eyes with their lash lines (36-47, widened) on a face with these
     landmarks, soft-edged: where an age group's colour says more about its members' eyes (a
@@ -330,7 +342,10 @@ class PrototypeAger(nn.Module):
         self.register_buffer("broad", torch.log1p(broad / skin_mean.mean(0).view(1, 3, 1, 1)))
         self.register_buffer("skin", skin)
         self.register_buffer("ref_skin", (skin_mean.mean(0) * torch.tensor(LUMA)).sum())
-        self.register_buffer("log_energy", spread(protos["log_energy"].float(), scale))
+        # the detail inside the eyes and the open mouth is the person's own (an iris smoothed
+        # towards an old group's half-closed lids turns grey; teeth are not wrinkles)
+        keep = 1 - torch.from_numpy(openings(mean_shape, size)).float()
+        self.register_buffer("log_energy", spread(protos["log_energy"].float(), scale) * keep)
         self.register_buffer("band_weights", torch.tensor(BAND_WEIGHTS).view(1, -1, 1, 1))
         self.register_buffer("flows", spread(protos["flows"].float(), scale * shape))  # template pixels
         self.register_buffer("cover", cover.reshape(1, 1, size, size).float())
