@@ -3,6 +3,7 @@
 Usage (from the repository root):
     OMP_WAIT_POLICY=PASSIVE python bench/train_speed.py [--device cpu|cuda] [--threads N]
         [--aging-steps 4] [--age-steps 8] [--warmup 1] [--size 128] [--batch 16] [--n-critic 3]
+        [--aging2 | --only-aging2] [--aging2-steps 4] [--gan] [--set g_width=16 ...]
 
 What is measured is ``training.train_aging.train`` and ``training.train_age.train`` themselves (so the
 figures follow the loops as they change), run on a synthetic preprocessed cache written to a temporary
@@ -13,6 +14,13 @@ folder (random smooth images, the real region masks of a template face; no ../sh
   (generated faces per second; the critic also reads n_critic x batch real faces per step).
 - age: one step of AgeConfig's defaults (96 px input from the 128 px cache, batch 64, augmentation).
 The frozen age net of the aging loop is a real age run of this benchmark (AgeConfig defaults).
+
+- aging2 (``--aging2``; training/gan, issue 14): one step of the learned network's loop
+  (training.gan.loop.Trainer.step) on the teacher's 160 px crop: batch loading, the prototype teacher
+  making the pairs, the network's forward and losses, the critic/age-guide/identity terms when
+  ``--gan`` turns them on, backward + optimiser + EMA; its own per-step time split is printed, with
+  the network's parameters and MACs per face (the carried age model's counted apart). The teacher
+  is built on the synthetic cache (prototype.build) with the benchmark's age run.
 
 Step times come from the loops' own per-step log (log_every=1), the first ``--warmup`` steps
 excluded (and the sample grid and checkpoint written after the final step's log row). Forward
@@ -188,6 +196,45 @@ def report(title: str, probe: Probe, warmup: int, batch: int, names: tuple[str, 
     return out
 
 
+def measure_aging2(args, cache: Path, tmp: Path) -> dict:
+    """Steps of the learned network's loop, timed by the loop's own split; its size per face."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from training.config import DECADES, resolve
+    from training.gan.config import Aging2Config
+    from training.gan.loop import Trainer
+    from training.preprocess import FaceCache
+    from training.prototype import build
+
+    teacher_run = build(cache, tmp / "age", tmp / "teacher", [list(g) for g in DECADES])
+    cfg = resolve(Aging2Config, None, args.set, age_model=str(tmp / "age"), teacher=str(teacher_run), batch=args.batch,
+                  **({"gan_start": 0} if args.gan else {}))
+    tr = Trainer(cfg, FaceCache(cache), torch.load(teacher_run / "checkpoint.pt", weights_only=True))
+    rows = [tr.step() for _ in range(args.warmup + args.aging2_steps)][args.warmup:]
+    split = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k.startswith("t_")}
+    per_step = sum(split.values())
+    net = tr.net.eval()
+    s = net.size
+    x = torch.zeros(1, 3, s, s)
+    lm = torch.tensor(tr.teacher.template_json()).view(1, 68, 2) * s
+    args1 = (x, torch.eye(len(cfg.age_groups))[:1], torch.ones(1, 5, s, s), lm, torch.ones(1))
+    with torch.no_grad(), FlopCounterMode(display=False) as all_:
+        net(*args1)
+    with torch.no_grad(), FlopCounterMode(display=False) as age:
+        net.fixed.source(x, lm)
+    learned = sum(p.numel() for n, p in net.named_parameters() if not n.startswith("fixed."))
+    gmac, age_gmac = (all_.get_total_flops() - age.get_total_flops()) / 2e9, age.get_total_flops() / 2e9
+    arch = ", ".join(f"{k} {getattr(cfg, k)}" for k in ("global_size", "g_width", "l_full", "l_width", "g_feat"))
+    print(f"aging2 step ({s} px crop, batch {cfg.batch}, {arch}{', GAN terms on' if args.gan else ', teacher phase'}): "
+          f"{per_step:.3f} s/step over {len(rows)} steps -> {cfg.batch / per_step:.1f} images/s")
+    for k, v in split.items():
+        print(f"  {k[2:]:<9} {v * 1000:8.1f} ms/step ({100 * v / per_step:4.1f} %)")
+    print(f"  network: {learned / 1e6:.3f} M learned parameters, {gmac:.3f} GMAC/face (+ {age_gmac:.3f} the carried age model); "
+          f"critic {sum(p.numel() for p in tr.critic.parameters()) / 1e6:.3f} M")
+    return {"seconds_per_step": per_step, "images_per_second": cfg.batch / per_step, "split_seconds": split,
+            "learned_parameters": learned, "gmac_per_face": gmac, "age_gmac_per_face": age_gmac, "config": {k: getattr(cfg, k) for k in ("global_size", "g_width", "l_full", "l_width", "g_feat", "batch")}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -201,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gp-every", type=int, default=AgingConfig.gp_every, help="lazy gradient penalty (AgingConfig.gp_every)")
     ap.add_argument("--large", action="store_true", help="AgingConfig.large (the GPU-sized generator and critic)")
     ap.add_argument("--json", default=None, help="write the figures here")
+    ap.add_argument("--aging2", action="store_true", help="also measure the learned network of training/gan")
+    ap.add_argument("--only-aging2", action="store_true", help="measure the learned network only (the age run is still made: the teacher needs it)")
+    ap.add_argument("--aging2-steps", type=int, default=4)
+    ap.add_argument("--gan", action="store_true", help="aging2 with the critic, age guide and identity losses on (after gan_start)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an Aging2Config value for aging2 (e.g. g_width=16)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -226,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
                                 f"width {age_cfg.width})", probe, args.warmup, age_cfg.batch, ("AgeNet",),
                                 "backward, optimiser, EMA, batch loading and augmentation")
 
+        if args.aging2 or args.only_aging2:
+            results["aging2"] = measure_aging2(args, cache, tmp)
+        if args.only_aging2:
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=2))
+            return 0
         aging_cfg = AgingConfig(steps=args.aging_steps + args.warmup, batch=args.batch, n_critic=args.n_critic, gp_every=args.gp_every,
                                 large=args.large, age_model=str(tmp / "age"), **common)
         with Probe(device) as probe:

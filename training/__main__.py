@@ -1,4 +1,4 @@
-"""python -m training {preprocess, age, judge, aging, baseline, prototype, export, evaluate, showcase} — see README.md."""
+"""python -m training {preprocess, age, judge, aging, aging2, baseline, prototype, export, evaluate, showcase} — see README.md."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("age", "train the age model"), ("aging", "train the aging model"),
                        ("judge", "train the independent age judge (evaluation only, training/judges)")):
         _common(sub.add_parser(name, help=text))
+    p = sub.add_parser("aging2", help="train the learned aging network from the prototype teacher (training/gan)")
+    _common(p)
+    p.add_argument("--from", dest="start_from", default=None,
+                   help="resume point to start from when --out holds no checkpoint (default: training/gan/resume/aging_net.pt)")
     p = sub.add_parser("preprocess", help="landmark, align and cache a dataset")
     p.add_argument("--data", required=True)
     p.add_argument("--format", default=None)
@@ -108,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             chip = 200.0 if _looks_utk(samples) else None
             preprocess(samples, Path(args.out), size=args.size, workers=args.workers, chip_frame=chip)
             return 0
-        if args.cmd in ("age", "aging", "judge"):
+        if args.cmd in ("age", "aging", "judge", "aging2"):
             from . import config
+            from .gan.config import Aging2Config
 
-            cls = {"age": config.AgeConfig, "aging": config.AgingConfig, "judge": config.JudgeConfig}[args.cmd]
+            cls = {"age": config.AgeConfig, "aging": config.AgingConfig, "judge": config.JudgeConfig,
+                   "aging2": Aging2Config}[args.cmd]
             saved_path = Path(args.out) / "config.json"
             if args.resume and saved_path.is_file():
                 # a resumed run keeps its own config; --set may still change a value (e.g. steps)
@@ -129,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                 from .train_age import train
             elif args.cmd == "judge":
                 from .judges.train import train
+            elif args.cmd == "aging2":
+                from .gan.loop import RESUME_POINT, train as train2
+
+                train2(cfg, cache, Path(args.out), resume=args.resume, start_from=Path(args.start_from or RESUME_POINT))
+                return 0
             else:
                 from .train_aging import train
             train(cfg, cache, Path(args.out), resume=args.resume)

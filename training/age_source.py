@@ -21,6 +21,20 @@ from .nets import AgeNet
 _BN_OF = {"stem.0": "stem.1", "c1": "b1", "c2": "b2", "skip.0": "skip.1"}
 
 
+def rebuild_age_net(weights: dict, config: dict) -> AgeNet:
+    """The age network of ``config`` (width, max_age) with ``weights`` loaded, frozen in eval mode:
+    the one function every user of a trained age model rebuilds it with."""
+    net = AgeNet(int(config["width"]), int(config["max_age"]))
+    net.load_state_dict(weights)
+    return net.eval().requires_grad_(False)
+
+
+def age_net_from(path: str | Path) -> tuple[AgeNet, dict]:
+    """The frozen age network of an age run folder or an exported age.onnx, and its config."""
+    state = load_age_state(path)
+    return rebuild_age_net(state["ema"], state["config"]), state["config"]
+
+
 def load_age_state(path: str | Path) -> dict:
     """``{"kind": "age", "ema": state_dict, "config": {...}}`` of an age run folder (its
     checkpoint.pt) or of an exported age model (``*.onnx``, format agelapse-age/1)."""

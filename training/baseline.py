@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.regions import face_mask
-from .age_source import load_age_state
+from .age_source import load_age_state, rebuild_age_net
 from .nets import AgeNet, group_probs, strength_gate
 from .preprocess import FaceCache
 from .runtime import save_checkpoint
@@ -48,14 +48,12 @@ class MeanFaceAger(nn.Module):
     @classmethod
     def from_state(cls, state: dict) -> "MeanFaceAger":
         ac = state["age_config"]
-        net = AgeNet(ac["width"], ac["max_age"])
-        net.load_state_dict(state["age"])
-        return cls(state["means"], net.eval(), int(ac["input_size"]), state["config"]["age_groups"], state["cover"], state["head"])
+        return cls(state["means"], rebuild_age_net(state["age"], ac), int(ac["input_size"]), state["config"]["age_groups"], state["cover"], state["head"])
 
 
 def group_means(cache: FaceCache, groups: list) -> torch.Tensor:
     """(K, 3, S, S) mean aligned training face of each age group, in [-1, 1]."""
-    from .train_aging import group_index
+    from .groups import group_index
 
     size = cache.size
     train = cache.indices("train")

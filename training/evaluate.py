@@ -195,7 +195,7 @@ def evaluate_aging(aging: AgingModel, judges: dict, cache: FaceCache, idx: np.nd
     artefact score and slices: training/eval_slices.py. With ``gallery_dir``, the 16 worst faces
     of every slice are saved there as pictures."""
     from . import eval_slices as sl
-    from .train_aging import group_index
+    from .groups import group_index
 
     groups = [list(g) for g in aging.age_groups]
     k = len(groups)

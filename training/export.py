@@ -18,7 +18,8 @@ import torch
 
 from core.contracts import AGE, AGING, AGING_V1, contract_of
 from core.regions import REGION_NAMES
-from .nets import AgeExport, AgeNet, AgingExport
+from .age_source import rebuild_age_net
+from .nets import AgeExport, AgingExport
 
 log = logging.getLogger(__name__)
 
@@ -62,55 +63,93 @@ def load_run(run: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+# checkpoint kind -> builder(state, weights) -> (exportable module, metadata): the registry that
+# export_run, evaluate and the tests go through. A training package registers its own kind with
+# @register_kind (training/gan registers "aging2" when imported; KIND_MODULES imports it on demand).
+KINDS: dict = {}
+KIND_MODULES = {"aging2": "training.gan.export"}
+
+
+def register_kind(kind: str):
+    def add(builder):
+        KINDS[kind] = builder
+        return builder
+
+    return add
+
+
 def build_module(state: dict, weights: str = "ema") -> tuple[torch.nn.Module, dict]:
     """The exportable module of a checkpoint and the metadata that describes it.
     ``weights``: "ema" (the moving average, default) or "model" (the last trained weights)."""
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', not {weights!r}")
     kind = state.get("kind")
-    if kind not in ("age", "judge", "aging", "baseline", "prototype"):
-        raise ValueError(f"unknown checkpoint kind {kind!r} (expected age, judge, aging, baseline or prototype)")
+    if kind not in KINDS and kind in KIND_MODULES:
+        import importlib
+
+        importlib.import_module(KIND_MODULES[kind])
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r} (expected one of {', '.join(sorted(set(KINDS) | set(KIND_MODULES)))})")
+    return KINDS[kind](state, weights)
+
+
+@register_kind("judge")
+def _judge(state: dict, weights: str):
+    """The independent age judge (training/judges): an age model that only referees."""
+    from .judges import ROLE
+    from .judges.net import JudgeNet
+
     cfg = state["config"]
-    if kind == "judge":  # the independent age judge (training/judges): an age model that only referees
-        from .judges import ROLE
-        from .judges.net import JudgeNet
+    net = JudgeNet.from_config(cfg)
+    net.load_state_dict(state["ema"] if weights == "ema" else state["model"])
+    return AgeExport(net).eval(), {"format": AGE.format, "image_size": cfg["input_size"], "role": ROLE}
 
-        net = JudgeNet.from_config(cfg)
-        net.load_state_dict(state["ema"] if weights == "ema" else state["model"])
-        return AgeExport(net).eval(), {"format": AGE.format, "image_size": cfg["input_size"], "role": ROLE}
-    if kind == "age":
-        net = AgeNet(cfg["width"], cfg["max_age"])
-        net.load_state_dict(state["ema"] if weights == "ema" else state["model"])
-        meta = {"format": AGE.format, "image_size": cfg["input_size"]}
-        return AgeExport(net).eval(), meta
-    if kind in ("aging", "baseline", "prototype"):
-        from .baseline import MeanFaceAger
-        from .prototype import PrototypeAger
-        from .config import AgingConfig, resolve
-        from .train_aging import build_generator
 
-        if kind == "aging":
-            if "age_net" not in state:
-                raise ValueError("this aging run was trained without an age model, which the exported model needs to "
-                                 "estimate the source age: resume it with --set age_model=AGE_RUN, then export")
-            acfg = resolve(AgingConfig, None, None, **cfg)
-            gen = build_generator(acfg, int(state["image_size"]))
-            gen.load_state_dict(state["ema"] if weights == "ema" else state["gen"])
-            ac = state["age_config"]
-            age_net = AgeNet(ac["width"], ac["max_age"])
-            age_net.load_state_dict(state["age_net"])
-            module = AgingExport(gen, age_net.eval(), int(ac["input_size"]), acfg.age_groups)
-        elif kind == "prototype":
-            module = PrototypeAger.from_state(state)
-        else:
-            module = MeanFaceAger.from_state(state)
-        # the prototype model takes the face's landmarks and the hair strength (contract /2)
-        fmt = AGING.format if kind == "prototype" else AGING_V1
-        meta = {"format": fmt, "image_size": state["image_size"], "age_groups": cfg["age_groups"],
-                "regions": list(REGION_NAMES)}
-        if kind == "prototype":  # its crop: the training faces' square with a margin around it
-            meta.update(image_size=module.out_size, template=module.template_json())
-        return module.eval(), meta
+@register_kind("age")
+def _age(state: dict, weights: str):
+    cfg = state["config"]
+    net = rebuild_age_net(state["ema"] if weights == "ema" else state["model"], cfg)
+    return AgeExport(net).eval(), {"format": AGE.format, "image_size": cfg["input_size"]}
+
+
+def _aging_meta(state: dict, fmt: str) -> dict:
+    return {"format": fmt, "image_size": state["image_size"], "age_groups": state["config"]["age_groups"],
+            "regions": list(REGION_NAMES)}
+
+
+@register_kind("aging")
+def _aging(state: dict, weights: str):
+    from .config import AgingConfig, resolve
+    from .train_aging import build_generator
+
+    if "age_net" not in state:
+        raise ValueError("this aging run was trained without an age model, which the exported model needs to "
+                         "estimate the source age: resume it with --set age_model=AGE_RUN, then export")
+    acfg = resolve(AgingConfig, None, None, **state["config"])
+    gen = build_generator(acfg, int(state["image_size"]))
+    gen.load_state_dict(state["ema"] if weights == "ema" else state["gen"])
+    ac = state["age_config"]
+    module = AgingExport(gen, rebuild_age_net(state["age_net"], ac), int(ac["input_size"]), acfg.age_groups)
+    return module.eval(), _aging_meta(state, AGING_V1)
+
+
+@register_kind("baseline")
+def _baseline(state: dict, weights: str):
+    from .baseline import MeanFaceAger
+
+    return MeanFaceAger.from_state(state).eval(), _aging_meta(state, AGING_V1)
+
+
+@register_kind("prototype")
+def _prototype(state: dict, weights: str):
+    from .prototype import PrototypeAger
+
+    module = PrototypeAger.from_state(state)
+    # the prototype model takes the face's landmarks and the hair strength (contract /2), on its
+    # crop: the training faces' square with a margin around it
+    meta = _aging_meta(state, AGING.format)
+    meta.update(image_size=module.out_size, template=module.template_json())
+    return module.eval(), meta
 
 
 def example_inputs(kind_format: str, size: int, groups: int, batch: int = 2, seed: int = 0, template=None):

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .groups import group_probs  # noqa: F401 (defined in the groups module; imported from here by older code)
+
 
 def _conv(cin, cout, k=3, s=1):
     return nn.Conv2d(cin, cout, k, s, k // 2)
@@ -83,14 +85,6 @@ class AgeExport(nn.Module):
         return self.net.predict(image)
 
 
-def group_probs(age_probs: torch.Tensor, groups: list) -> torch.Tensor:
-    """Sum a distribution over years into one probability per age group."""
-    cols = []
-    n = age_probs.shape[1]
-    for lo, hi in groups:
-        hi = n - 1 if hi is None else min(hi, n - 1)
-        cols.append(age_probs[:, lo : hi + 1].sum(1))
-    return torch.stack(cols, 1)
 
 
 def strength_gate(cover: torch.Tensor, head: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from core.photos import load_photo
 from core.pipeline import AgingPipeline
 from .evaluate import Reframe
 from .preprocess import FaceCache
-from .train_aging import group_index
+from .groups import group_index
 
 log = logging.getLogger(__name__)
 

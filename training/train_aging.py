@@ -21,21 +21,15 @@ import torch
 import torch.nn.functional as F
 
 from . import augment
-from .age_source import load_age_state
+from .age_source import load_age_state, rebuild_age_net
 from .baseline import cover_and_head, group_means
 from .config import AgingConfig, to_dict
+from .groups import group_index  # noqa: F401 (also imported from here by older code)
 from .nets import AgeNet, Critic, Generator, group_probs
 from .preprocess import FaceCache
 from .runtime import EMA, RunLog, load_checkpoint, prepare_run, rng, save_checkpoint, setup, to_tensor, to_uint8, unwrap
 
 log = logging.getLogger(__name__)
-
-
-def group_index(age: int, groups: list) -> int:
-    for k, (lo, hi) in enumerate(groups):
-        if age >= lo and (hi is None or age <= hi):
-            return k
-    return len(groups) - 1 if age > groups[-1][0] else 0
 
 
 def build_generator(cfg: AgingConfig, size: int, cache: FaceCache | None = None) -> Generator:
@@ -69,9 +63,7 @@ def load_age_net(path: str, device) -> tuple[AgeNet | None, int, dict | None]:
         return None, 0, None
     state = load_age_state(path)
     c = state["config"]
-    net = AgeNet(c["width"], c["max_age"])
-    net.load_state_dict(state["ema"])
-    return net.to(device).eval().requires_grad_(False), int(c["input_size"]), c
+    return rebuild_age_net(state["ema"], c).to(device), int(c["input_size"]), c
 
 
 def tv(x: torch.Tensor) -> torch.Tensor:
@@ -149,9 +141,7 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
     if saved and "age_net" in saved:
         # a resumed run keeps the age model it trained against, even if that age run went on
         age_cfg = saved["age_config"]
-        age_net = AgeNet(age_cfg["width"], age_cfg["max_age"])
-        age_net.load_state_dict(saved["age_net"])
-        age_net = age_net.to(dev).eval().requires_grad_(False)
+        age_net = rebuild_age_net(saved["age_net"], age_cfg).to(dev)
         age_size = int(age_cfg["input_size"])
     ema = EMA(gen, cfg.ema)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))

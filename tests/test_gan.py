@@ -1,0 +1,358 @@
+"""The learned aging network (training/gan, issue 14): each loss's behaviour, the network's gates
+and geometry, a tiny run that trains, resumes exactly, starts from a resume point, exports to
+contract /2 and loads in the engine; the committed resume point; the restructure (one groups
+module, one age-network rebuild, export by a registry of kinds). Tiny sizes, one thread, CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxscript")
+
+from core.models import AgingModel  # noqa: E402
+from training import export as texport  # noqa: E402
+from training.config import DECADES  # noqa: E402
+from training.gan import losses as L  # noqa: E402
+from training.gan.config import Aging2Config  # noqa: E402
+from training.runtime import load_checkpoint  # noqa: E402
+
+from test_training import age_cfg, age_run, assert_same_state, tiny_cache, tiny_dataset  # noqa: E402,F401
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "training" / "gan" / "resume" / "aging_net.pt"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------- losses
+
+def test_teacher_losses_are_zero_on_the_teacher_and_grow_with_the_difference():
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    assert L.teacher_l1(t, t) == 0 and L.teacher_multiscale_l1(t, t) == 0
+    assert L.teacher_l1(t + 0.2, t) > L.teacher_l1(t + 0.1, t) > 0
+    # a fine zero-mean pattern is a full-resolution difference, not a coarse one
+    checker = 0.1 * (torch.arange(16).view(1, 16) + torch.arange(16).view(16, 1)).remainder(2).float() * 2 - 0.1
+    assert float(L.teacher_multiscale_l1(t + checker, t)) < 1e-6 < float(L.teacher_l1(t + checker, t))
+    assert float(L.teacher_multiscale_l1(t + 0.1, t)) == pytest.approx(0.1, abs=1e-5)
+
+
+def test_local_l1_weighs_every_region_alike_and_ignores_outside():
+    out, ref = torch.zeros(1, 3, 20, 20), torch.zeros(1, 3, 20, 20)
+    masks = torch.zeros(1, 5, 20, 20)
+    masks[0, 0, :10] = 1  # a large region (200 px)
+    masks[0, 2, 15:17, 15:17] = 1  # a small one (4 px)
+    big, small = out.clone(), out.clone()
+    big[..., :10, :] = 0.5
+    small[..., 15:17, 15:17] = 0.5
+    assert float(L.local_l1(big, ref, masks)) == pytest.approx(float(L.local_l1(small, ref, masks)))
+    outside = out.clone()
+    outside[..., 18:, :2] = 1.0
+    assert float(L.local_l1(outside, ref, masks)) == 0
+
+
+def test_total_variation_and_attention_loss():
+    flat = torch.full((1, 1, 8, 8), 0.3)
+    assert float(L.total_variation(flat)) == 0
+    ramp = torch.linspace(0, 1, 8).view(1, 1, 1, 8).expand(1, 1, 8, 8)
+    noise = (torch.arange(64).view(1, 1, 8, 8) % 2).float()
+    assert float(L.total_variation(noise)) > float(L.total_variation(ramp)) > 0
+    tv, norm = L.attention_loss(torch.ones(1, 1, 8, 8))
+    assert float(tv) == 0 and float(norm) == 0  # keeping the whole input costs nothing
+    tv, norm = L.attention_loss(torch.zeros(1, 1, 8, 8))
+    assert float(norm) == 1  # changing everything costs most
+
+
+def test_critic_and_adversarial_losses():
+    assert float(L.critic_loss(torch.tensor([1.5, 2.0]), torch.tensor([-1.0, -3.0]))) == 0
+    assert float(L.critic_loss(torch.tensor([0.0]), torch.tensor([0.0]))) == 2
+    assert float(L.adversarial_loss(torch.tensor([2.0]))) < float(L.adversarial_loss(torch.tensor([0.0])))
+
+
+def test_guide_view_blurs_noises_and_shifts_yet_passes_gradients():
+    x = (torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(1)) * 2 - 1).requires_grad_(True)
+    a = L.guide_view(x, torch.Generator().manual_seed(5))
+    b = L.guide_view(x, torch.Generator().manual_seed(5))
+    c = L.guide_view(x, torch.Generator().manual_seed(6))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert float((a - x).detach().abs().mean()) > 0.01 and float(a.abs().max()) <= 1
+    levels = torch.unique(torch.round((a.detach() + 1) * 31 / 2, decimals=3))
+    assert len(levels) <= 32  # quantised to 32 levels
+    a.sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_age_loss_prefers_the_target_group():
+    t = torch.tensor([[0, 0, 1.0, 0]])
+    right, wrong = torch.tensor([[0.05, 0.05, 0.85, 0.05]]), torch.tensor([[0.85, 0.05, 0.05, 0.05]])
+    assert float(L.age_loss(right, t)) < float(L.age_loss(wrong, t))
+    blend = torch.tensor([[0, 0.5, 0.5, 0]])
+    between = torch.tensor([[0.0, 0.5, 0.5, 0.0]])
+    assert float(L.age_loss(between, blend)) < float(L.age_loss(right, blend))
+
+
+def test_identity_loss_is_the_descriptor_distance_and_holds_the_input_fixed():
+    d_in = torch.zeros(2, 128, requires_grad=True)
+    d_out = torch.zeros(2, 128)
+    d_out[:, 0] = 0.3
+    d_out.requires_grad_(True)
+    loss = L.identity_loss(d_out, d_in)
+    assert float(loss) == pytest.approx(0.3)
+    loss.backward()
+    assert d_in.grad is None and float(d_out.grad.abs().sum()) > 0
+    assert float(L.identity_loss(d_in.detach(), d_in.detach())) == 0
+
+
+# --------------------------------------------------------------------------- the tiny teacher
+
+@pytest.fixture(scope="module")
+def teacher_run(tiny_cache, age_run, tmp_path_factory) -> Path:
+    from training.prototype import build
+
+    return build(tiny_cache, age_run, tmp_path_factory.mktemp("gan") / "teacher", DECADES)
+
+
+def gan_cfg(age_run, teacher_run, **kw) -> Aging2Config:
+    base = dict(age_model=str(age_run), teacher=str(teacher_run), global_size=16, g_width=8, l_full=4, l_width=8,
+                g_feat=4, d_width=8, batch=2, steps=4, threads=1, log_every=1, eval_every=2, eval_faces=4,
+                sample_every=1000, checkpoint_every=1000, gan_start=2, anneal_start=1, anneal_end=3, id_faces=1)
+    return Aging2Config(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def net_and_teacher(teacher_run, age_run):
+    from training.gan.loop import build_net
+    from training.gan.pairs import build_teacher, teacher_state
+
+    teacher, _ = build_teacher(teacher_state(teacher_run))
+    cfg = gan_cfg(age_run, teacher_run)
+    net = build_net(teacher, cfg).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # an untrained-looking but not neutral network: random last layers
+        for m in [net.glob.head, net.mix] + [lo.head for lo in net.locals]:
+            m.weight.normal_(0, 0.3)
+            m.bias.normal_(0, 0.3)
+        for name, m in net.named_modules():  # a condition that visibly matters
+            if isinstance(m, torch.nn.Linear) and not name.startswith("fixed."):
+                m.weight.normal_(0, 0.5)
+    return net, teacher
+
+
+def _inputs(tiny_cache, margin, n=2, k=8):
+    from training.gan.pairs import load_faces
+    from training.preprocess import FaceCache
+
+    cache = FaceCache(tiny_cache)
+    x, lm, masks = load_faces(cache, np.arange(n), margin)
+    t = torch.eye(k)[torch.tensor([7, 0])[:n]]
+    return x, t, masks, lm, torch.ones(n)
+
+
+def test_untrained_network_is_the_teachers_warp(tiny_cache, teacher_run, age_run):
+    from training.gan.loop import build_net
+    from training.gan.pairs import build_teacher, teacher_state
+
+    state = teacher_state(teacher_run)
+    # the teacher's shape change alone (no colour, detail or tone), on a visible displacement field
+    state["config"] = {**state["config"], "gains": (0.0, 0.0, 1.7), "tone_gain": 0.0}
+    teacher, _ = build_teacher(state)
+    g = torch.Generator().manual_seed(3)
+    low = torch.randn(8, 2, 4, 4, generator=g) * 3
+    teacher.flows += torch.nn.functional.interpolate(low, size=teacher.flows.shape[-2:], mode="bicubic", align_corners=True)
+    net = build_net(teacher, gan_cfg(age_run, teacher_run)).eval()
+    x, t, masks, lm, hair = _inputs(tiny_cache, teacher.margin)
+    with torch.no_grad():
+        p = net.parts(x, t, masks, lm, hair * 0)
+        assert float(p["change"].abs().max()) == 0  # the last layers start at zero
+        assert torch.allclose(p["source"], teacher.source(x, lm))
+        ref, _ = teacher(x, t, masks, lm, hair * 0)
+        off, _ = net(x, t, masks * 0, lm, hair * 0)
+    assert float((p["aged"] - x).abs().mean()) > 1e-2  # the shape change moved the face
+    assert float((p["aged"] - ref).abs().max()) < 1e-4  # exactly as the teacher moves it
+    assert float((off - x).abs().max()) < 1e-5  # every strength 0: the input comes back
+
+
+def test_region_strengths_and_hair_gate_the_change(net_and_teacher, tiny_cache):
+    net, teacher = net_and_teacher
+    x, t, masks, lm, hair = _inputs(tiny_cache, teacher.margin)
+    with torch.no_grad():
+        full = net.parts(x, t, masks, lm, hair)["change"]
+        only_eyes = masks.clone()
+        only_eyes[:, [0, 2, 3, 4]] = 0
+        eyes = net.parts(x, t, only_eyes, lm, hair * 0)["change"]
+        none = net.parts(x, t, masks * 0, lm, hair * 0)["change"]
+    assert float(full.abs().mean()) > 1e-3
+    assert float(none.abs().max()) == 0
+    outside = (masks[:, 1:2] < 1e-3).expand_as(eyes)
+    assert float(eyes[outside].abs().max()) == 0  # nothing outside the one region left on
+    assert float(eyes.abs().mean()) > 0
+
+
+def test_a_blend_of_two_groups_moves_continuously_between_them(net_and_teacher, tiny_cache):
+    net, teacher = net_and_teacher
+    x, _, masks, lm, hair = _inputs(tiny_cache, teacher.margin, n=1)
+    n = 11
+    alphas = torch.linspace(0, 1, n)
+    t = torch.zeros(n, 8)
+    t[:, 5], t[:, 6] = 1 - alphas, alphas
+    with torch.no_grad():
+        change = net.parts(x.expand(n, -1, -1, -1), t, masks.expand(n, -1, -1, -1), lm.expand(n, -1, -1), hair.expand(n))["change"]
+    ends = float((change[-1] - change[0]).abs().mean())
+    assert ends > 1e-3  # the two groups differ
+    mid = change[n // 2]
+    assert float((mid - change[0]).abs().mean()) > 0.1 * ends and float((mid - change[-1]).abs().mean()) > 0.1 * ends
+    steps = [float((b - a).abs().mean()) for a, b in zip(change, change[1:])]
+    assert max(steps) < 0.35 * sum(steps)  # no jump: the way from one group to the next is gradual
+
+
+# ------------------------------------------------------------------------ runs and resume points
+
+@pytest.fixture(scope="module")
+def gan_run(tiny_cache, age_run, teacher_run, tmp_path_factory) -> Path:
+    from training.gan.loop import train
+
+    return train(gan_cfg(age_run, teacher_run), tiny_cache, tmp_path_factory.mktemp("gan") / "run")
+
+
+def test_tiny_run_trains_every_loss(gan_run):
+    import json
+
+    rows = [json.loads(s) for s in (gan_run / "stats.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "teacher" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert all(k not in steps[0] for k in ("adv", "age", "id"))  # before gan_start: the teacher alone
+    assert all(k in steps[-1] for k in ("adv", "age", "id", "d_loss"))
+    assert all(np.isfinite(v) for r in rows for v in r.values())
+    assert any("val_teacher_l1" in r for r in rows)
+    state = load_checkpoint(gan_run)
+    assert state["kind"] == "aging2" and state["step"] == 4 and len(state["val"]) == 2
+    assert (gan_run / "samples" / "step_0000004.jpg").is_file() and (gan_run / "resume_point.pt").is_file()
+
+
+def test_resume_is_exact(tiny_cache, age_run, teacher_run, gan_run, tmp_path):
+    from training.gan.loop import train
+
+    cfg = gan_cfg(age_run, teacher_run)
+    train(cfg, tiny_cache, tmp_path / "r", stop_after=2)
+    assert load_checkpoint(tmp_path / "r")["step"] == 2
+    train(cfg, tiny_cache, tmp_path / "r", resume=True)
+    a, b = load_checkpoint(gan_run), load_checkpoint(tmp_path / "r")
+    for key in ("gen", "ema", "critic", "opt_g", "opt_d"):
+        assert_same_state(a[key], b[key])
+
+
+def test_a_fresh_machine_continues_from_the_resume_point(tiny_cache, age_run, teacher_run, gan_run, tmp_path):
+    from training.gan.loop import resume_point, train
+
+    point = torch.load(gan_run / "resume_point.pt", weights_only=True)
+    assert point["kind"] == "aging2-resume" and "opt_g" not in point and "age" not in point["teacher"]
+    assert all(v.dtype == torch.float16 for v in point["gen"].values() if v.is_floating_point())
+    assert point.keys() == resume_point(load_checkpoint(gan_run)).keys()
+    cfg = gan_cfg(age_run, teacher_run, steps=5, teacher="")  # the teacher comes from the resume point
+    with pytest.raises(FileNotFoundError):
+        train(cfg, tiny_cache, tmp_path / "none", resume=True, start_from=tmp_path / "missing.pt")
+    run = train(cfg, tiny_cache, tmp_path / "fresh", resume=True, start_from=gan_run / "resume_point.pt", stop_after=0)
+    state = load_checkpoint(run)
+    assert state["step"] == 5  # continued from step 4 with one more step
+    assert not (run / "teacher").exists()  # nothing rebuilt: the teacher came with the point
+    # the fresh optimiser started from the point's weights: the first step moved them only a little
+    first = {k: v.float() for k, v in point["gen"].items()}
+    moved = max(float((state["gen"][k] - first[k]).abs().max()) for k in first if first[k].is_floating_point())
+    assert 0 < moved < 0.05
+
+
+def test_export_to_contract_2_and_the_engine_runs_it(gan_run, tiny_cache, tmp_path):
+    out = texport.export_run(gan_run, tmp_path / "models")
+    model = AgingModel.load(tmp_path / "models", providers="cpu")
+    assert model.format == "agelapse-aging/2" and model.takes_landmarks and model.num_groups == 8
+    state = load_checkpoint(gan_run)
+    assert model.image_size == state["image_size"] == 64 + 2 * 16
+    x, t, masks, lm, hair = _inputs(tiny_cache, 16)
+    images = ((x.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
+    aged, attention = model.run(images, t.numpy(), masks.numpy(), landmarks=lm.numpy(), hair=hair.numpy())
+    assert aged.shape[0] == 2 and np.isfinite(np.asarray(aged, dtype=np.float64)).all()
+    assert out.name == "aging.onnx"
+
+
+# ------------------------------------------------------------------------- the committed point
+
+@pytest.mark.skipif(not COMMITTED.is_file(), reason="no committed resume point yet")
+def test_the_committed_resume_point_is_compact_and_loads():
+    from training.gan.export import network_of
+
+    assert COMMITTED.stat().st_size < 20 * 2**20
+    point = torch.load(COMMITTED, weights_only=True)
+    assert point["kind"] == "aging2-resume" and point["step"] > 0
+    net, teacher = network_of(point)  # its teacher from the point, the age model from resources/models
+    s = net.size
+    lm = torch.tensor(teacher.template_json()).view(1, 68, 2) * s
+    x = torch.zeros(1, 3, s, s)
+    with torch.no_grad():
+        aged, keep = net(x, torch.eye(8)[7:], torch.ones(1, 5, s, s) * 0.2, lm, torch.ones(1))
+    assert aged.shape == (1, 3, s, s) and torch.isfinite(aged).all()
+
+
+def test_the_resume_point_stays_out_of_the_bundle():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "packaging"))
+    import bundle_rules
+
+    assert "training" in bundle_rules.EXCLUDES
+    assert not any("gan" in src for src, _ in bundle_rules.other_resources(ROOT))
+    spec = (ROOT / "packaging" / "agelapse.spec").read_text()
+    assert "training/gan" not in spec and "resume" not in spec
+
+
+# ------------------------------------------------------------------------------- the restructure
+
+def test_one_groups_module():
+    from training import baseline, evaluate, groups, nets, showcase, train_aging
+
+    assert train_aging.group_index is groups.group_index and nets.group_probs is groups.group_probs
+    assert showcase.group_index is groups.group_index
+    g = [list(x) for x in DECADES]
+    assert [groups.group_index(a, g) for a in (0, 9, 10, 69, 70, 116)] == [0, 0, 1, 6, 7, 7]
+    assert groups.group_indices(np.array([5, 45]), g).tolist() == [0, 4]
+    del baseline, evaluate
+
+
+def test_one_age_network_rebuild(age_run):
+    from training.age_source import age_net_from, load_age_state, rebuild_age_net
+
+    state = load_age_state(age_run)
+    net = rebuild_age_net(state["ema"], state["config"])
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    again, config = age_net_from(age_run)
+    x = torch.rand(2, 3, config["input_size"], config["input_size"])
+    with torch.no_grad():
+        assert torch.equal(net(x), again(x))
+
+
+def test_export_goes_through_a_registry_of_kinds():
+    assert {"age", "judge", "aging", "baseline", "prototype"} <= set(texport.KINDS)
+    assert "aging2" in texport.KIND_MODULES
+    with pytest.raises(ValueError, match="aging2"):
+        texport.build_module({"kind": "nonsense"})
+    calls = []
+
+    @texport.register_kind("test-kind")
+    def _build(state, weights):
+        calls.append(weights)
+        return torch.nn.Identity(), {"format": "x"}
+
+    try:
+        module, meta = texport.build_module({"kind": "test-kind"}, "model")
+        assert calls == ["model"] and meta == {"format": "x"}
+    finally:
+        texport.KINDS.pop("test-kind")

@@ -1,0 +1,57 @@
+"""The configuration of the learned aging network's training (``python -m training aging2``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import DECADES, CommonConfig
+
+
+@dataclass
+class Aging2Config(CommonConfig):
+    age_groups: list = field(default_factory=lambda: [list(g) for g in DECADES])
+    age_model: str = "resources/models/age.onnx"  # the frozen guide the network carries (relative: to the repository)
+    teacher: str = ""  # prototype run folder (checkpoint.pt); empty: the resume point's, else built into <out>/teacher
+    # the generator (sizes chosen with bench/train_speed.py --aging2; see nets.py)
+    global_size: int = 64
+    g_width: int = 20  # the global U-Net's 64 px width; 2x at 32 px, 4x at 16 px
+    l_full: int = 8  # the local generators' full-resolution width (thin)
+    l_width: int = 24  # their half-resolution width (the capacity)
+    g_feat: int = 8  # global features handed to the local generators
+    change_limit: float = 0.6  # |change| bound of the colour output ([-1, 1] units)
+    d_width: int = 32
+    # optimisation
+    batch: int = 16
+    threads: int = 1
+    workers: int = 0
+    steps: int = 200000
+    lr_g: float = 5e-4
+    lr_d: float = 2e-4
+    betas: tuple = (0.5, 0.99)
+    ema: float = 0.999
+    # losses and their schedule: the teacher carries the signal first, annealed from anneal_start
+    # to anneal_end down to teacher_floor; the critic, age guide and identity start at gan_start
+    w_teacher: float = 1.0
+    w_teacher_ms: float = 1.0  # multi-scale L1 (1/2, 1/4) to the teacher
+    w_local: float = 0.5  # LGIN's local L1, region by region (small regions count as much as large)
+    w_tv: float = 0.02  # total variation of the change
+    w_att_tv: float = 0.01
+    w_att_norm: float = 0.01
+    w_adv: float = 0.05
+    w_age: float = 0.2
+    w_id: float = 0.5
+    anneal_start: int = 40000
+    anneal_end: int = 100000
+    teacher_floor: float = 0.2
+    gan_start: int = 30000
+    n_critic: int = 1
+    id_faces: int = 4  # faces of the batch the identity loss sees (dlib's network is the dearest part)
+    strength_jitter: float = 0.3
+    hair_jitter: float = 0.3
+    blend: float = 0.25
+    # logging
+    log_every: int = 25
+    sample_every: int = 500
+    checkpoint_every: int = 250
+    eval_every: int = 500
+    eval_faces: int = 64

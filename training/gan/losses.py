@@ -1,0 +1,87 @@
+"""The training losses of the learned aging network, one function each (tests/test_gan.py checks
+each one's behaviour). Images are in [-1, 1]; every loss is a scalar to minimise."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..filters import gaussian_kernel
+
+
+def teacher_l1(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """L1 to the teacher's output: the bulk of the signal at first."""
+    return (out - teacher).abs().mean()
+
+
+def teacher_multiscale_l1(out: torch.Tensor, teacher: torch.Tensor, scales=(2, 4)) -> torch.Tensor:
+    """L1 to the teacher at coarser scales (area averages): the broad colour and tone, which the
+    full-resolution L1 weighs no more than a fine line."""
+    return sum((F.avg_pool2d(out, s) - F.avg_pool2d(teacher, s)).abs().mean() for s in scales) / len(scales)
+
+
+def local_l1(out: torch.Tensor, ref: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """LGIN's local L1: the mean |out - ref| inside each region (masks (N, 5, S, S) in [0, 1]),
+    averaged over the regions, so a small region (the nose) counts as much as a large one."""
+    diff = (out - ref).abs().mean(1, keepdim=True)
+    area = masks.sum((2, 3)).clamp_min(1.0)
+    return ((diff * masks).sum((2, 3)) / area).mean()
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of neighbouring pixels (LGIN's TV on the change; AcGAN's on A)."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def attention_loss(attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """AcGAN's attention loss on a map A (1 = keep the input): (total variation of A, its norm
+    term mean(1 - A)), weighted apart: A smooth, and the input kept where no change is needed."""
+    return total_variation(attention), (1 - attention).mean()
+
+
+def critic_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Hinge loss of the critic: real scores above +1, generated below -1."""
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """The generator's side: raise the critic's score of its faces (for their target group)."""
+    return -d_fake.mean()
+
+
+def guide_view(x: torch.Tensor, gen: torch.Generator, max_sigma: float = 1.2, noise: float = 0.03, levels: int = 32,
+               max_shift: int = 2) -> torch.Tensor:
+    """What the frozen age guide sees: each face blurred (random sigma up to ``max_sigma``),
+    noised, quantised to ``levels`` grey levels per channel and shifted by up to ``max_shift`` px,
+    so a pattern tuned to the guide's exact pixels does not pay (DESIGN.md, failure 2).
+    Differentiable in ``x`` (quantisation by a straight-through estimate)."""
+    n = x.shape[0]
+    sig = torch.rand(n, generator=gen) * max_sigma
+    out = []
+    for i in range(n):
+        xi = x[i : i + 1]
+        if float(sig[i]) > 0.3:
+            k = gaussian_kernel(float(sig[i])).to(x)
+            r = k.numel() // 2
+            xi = F.pad(xi, (r, r, r, r), mode="reflect")
+            xi = F.conv2d(xi, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
+            xi = F.conv2d(xi, k.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+        out.append(xi)
+    y = torch.cat(out, 0)
+    y = y + noise * torch.randn(y.shape, generator=gen).to(y)
+    q = torch.round((y + 1) * (levels - 1) / 2) * 2 / (levels - 1) - 1
+    y = y + (q - y).detach()
+    dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
+    return torch.roll(y, shifts=(dy, dx), dims=(2, 3)).clamp(-1, 1)
+
+
+def age_loss(group_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the guide's group distribution for the output against the target weights
+    (one-hot, or two neighbouring groups blended)."""
+    return -(target * group_probs.clamp_min(1e-6).log()).sum(1).mean()
+
+
+def identity_loss(desc_out: torch.Tensor, desc_in: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean distance between the face descriptors (dlib's metric; < 0.6 = same person)
+    of the output and of the input (the input's held fixed)."""
+    return (desc_out - desc_in.detach()).norm(dim=1).mean()

@@ -1,0 +1,88 @@
+"""Training pairs made on the fly: cache faces brought into the teacher's crop (its template square
+with a margin; the cache's tight crop padded by mirroring, as evaluate.Reframe does), random
+conditions (targets, blends, strengths, hair), and the teacher's output for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..age_source import load_age_state
+from ..preprocess import FaceCache
+from ..runtime import to_tensor
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_faces(cache: FaceCache, idx: np.ndarray, margin: int):
+    """Faces ``idx`` in the teacher's crop: image (N,3,S,S) in [-1,1], landmarks (N,68,2) in its
+    pixels, region masks (N,5,S,S) in [0,1] (zero in the margin)."""
+    x = to_tensor(cache.images[idx], "cpu")
+    masks = torch.from_numpy(np.ascontiguousarray(cache.masks[idx])).float() / 255
+    lm = torch.from_numpy(cache.landmarks[idx].astype(np.float32)) + margin
+    if margin:
+        x = F.pad(x, (margin,) * 4, mode="reflect")
+        masks = F.pad(masks, (margin,) * 4)
+    return x, lm, masks
+
+
+def conditions(r: np.random.Generator, n: int, k: int, blend: float = 0.25, strength_jitter: float = 0.3,
+               hair_jitter: float = 0.3):
+    """(target (N,K), strengths (N,5), hair (N,)): one-hot targets, a share ``blend`` of them two
+    neighbouring groups mixed; a share of faces with random region strengths (some 0), and of
+    random hair strengths in [0, 1.5]; the rest at 1."""
+    t = np.zeros((n, k), dtype=np.float32)
+    g = r.integers(0, k, n)
+    t[np.arange(n), g] = 1
+    mix = (r.random(n) < blend) & (g < k - 1)
+    a = r.uniform(0, 1, n).astype(np.float32)
+    t[mix, g[mix]] = 1 - a[mix]
+    t[mix, g[mix] + 1] = a[mix]
+    s = np.ones((n, 5), dtype=np.float32)
+    pick = r.random(n) < strength_jitter
+    s[pick] = r.uniform(0, 1.5, (pick.sum(), 5)) * (r.random((pick.sum(), 5)) > 0.25)
+    hair = np.ones(n, dtype=np.float32)
+    pick = r.random(n) < hair_jitter
+    hair[pick] = r.uniform(0, 1.5, pick.sum())
+    return torch.from_numpy(t), torch.from_numpy(s), torch.from_numpy(hair)
+
+
+def resolve_path(path: str) -> Path:
+    """A path from a config: absolute, relative to the working folder, else to the repository."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else ROOT / p
+
+
+def teacher_state(run: Path) -> dict:
+    """The prototype run's checkpoint (what PrototypeAger.from_state reads)."""
+    state = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if state.get("kind") != "prototype":
+        raise ValueError(f"{run} is not a prototype run (the teacher)")
+    return state
+
+
+def compact_teacher(state: dict) -> dict:
+    """The teacher's state without its age network (rebuilt from the config's age model) and with
+    its prototypes in fp16: what a resume point carries (about 2 MB)."""
+    keep = {k: v for k, v in state.items() if k not in ("age",)}
+    keep["protos"] = {k: v.half() if v.is_floating_point() else v for k, v in state["protos"].items()}
+    keep["cover"], keep["head"] = state["cover"].half(), state["head"].half()
+    return keep
+
+
+def build_teacher(state: dict, age_model: str | None = None):
+    """The teacher (PrototypeAger) of ``state``; its age network from ``age_model`` when the state
+    has none (a resume point's)."""
+    from ..prototype import PrototypeAger
+
+    state = dict(state)
+    if "age" not in state:
+        age = load_age_state(resolve_path(age_model))
+        state["age"], state["age_config"] = age["ema"], age["config"]
+    state["protos"] = {k: v.float() if v.is_floating_point() else v for k, v in state["protos"].items()}
+    state["cover"], state["head"] = state["cover"].float(), state["head"].float()
+    teacher = PrototypeAger.from_state(state).eval().requires_grad_(False)
+    return teacher, state
