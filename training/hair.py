@@ -53,14 +53,17 @@ class HairGreying(nn.Module):
 
     def __init__(self, size: int):
         super().__init__()
-        self.size = size
-        t = torch.arange(size, dtype=torch.float32)
+        # the masks are smooth: found on a half-resolution grid (its pixel centres in the crop's
+        # pixels), then upsampled; greying itself is done at full resolution
+        self.full, self.size = size, size // 2
+        t = torch.arange(self.size, dtype=torch.float32) * 2 + 0.5
         ys, xs = torch.meshgrid(t, t, indexing="ij")
-        self.register_buffer("pixels", torch.stack([xs, ys], 0).view(1, 2, size, size))
+        self.register_buffer("pixels", torch.stack([xs, ys], 0).view(1, 2, self.size, self.size))
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
         self.register_buffer("pairs", torch.tensor(CHEEK_PAIRS, dtype=torch.long))
         self.base_blur = Blur(2.0)
-        self.wide = Blur(max(1.0, size / 40))
+        self.small_blur = Blur(1.0)
+        self.wide = Blur(max(1.0, size / 80))
 
     def _coords(self, landmarks):
         centre, right, down, d = face_frame(landmarks)
@@ -71,11 +74,14 @@ class HairGreying(nn.Module):
 
     def _sample(self, image01, points):
         """image01 (N, 3, S, S) at points (N, P, 2) in pixels -> (N, 3, P)."""
-        grid = (points * (2.0 / (self.size - 1)) - 1).unsqueeze(1)
+        grid = (points * (2.0 / (self.full - 1)) - 1).unsqueeze(1)
         return F.grid_sample(image01, grid, mode="bilinear", padding_mode="border", align_corners=True).squeeze(2)
 
     def masks(self, image01, landmarks, face):
         """Hair (N, 1, S, S) and brows (N, 1, S, S) in [0, 1]."""
+        full = image01
+        image01 = F.avg_pool2d(image01, 2)
+        face = F.avg_pool2d(face, 2)
         centre, right, down, d, u, v = self._coords(landmarks)
         proj = lambda p: (((p - centre) * right).sum(1), ((p - centre) * down).sum(1))
         jaw_l, _ = proj(landmarks[:, 0])
@@ -101,7 +107,7 @@ class HairGreying(nn.Module):
         zone = head * torch.maximum(cap, temples) * (1 - torch.maximum(lower, self.wide(face) * (v > -0.5).float()))
         # colours: the face's skin, the hair just above the forehead, the background far outside
         pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
-        skin = self._sample(image01, pts).mean(2).view(-1, 3, 1, 1)
+        skin = self._sample(full, pts).mean(2).view(-1, 3, 1, 1)
         dist = lambda a, b: torch.sqrt(((a - b) ** 2).sum(1, keepdim=True) + 1e-8)
         unlike_skin = torch.sigmoid((dist(image01, skin) - SKIN_TOL) / 0.03)
         # the hair's colour: what is not skin in the zone above the eyes (the forehead's top and
@@ -119,7 +125,7 @@ class HairGreying(nn.Module):
         near_head = torch.sigmoid((0.95 - q) / 0.05)
         # hair has strands: fine luminance texture that a wall or the sky has not
         y = (image01 * self.luma).sum(1, keepdim=True)
-        texture = torch.sqrt(self.base_blur((y - self.base_blur(y)) ** 2) + 1e-8)
+        texture = torch.sqrt(self.small_blur((y - self.small_blur(y)) ** 2) + 1e-8)
         strands = 0.15 + 0.85 * torch.sigmoid((texture - 0.025) / 0.008)
         # and darker than the skin: lit skin at the temples is not taken for hair (fair hair, which
         # is near the skin's brightness, greys less; it is light already)
@@ -130,11 +136,15 @@ class HairGreying(nn.Module):
         brow_pts = landmarks[:, 17:27]
         mids = (landmarks[:, [17, 18, 19, 20, 22, 23, 24, 25]] + landmarks[:, [18, 19, 20, 21, 23, 24, 25, 26]]) / 2
         brow_pts = torch.cat([brow_pts, mids], 1)  # along the brow lines
-        rel = self.pixels.view(1, 1, 2, self.size, self.size) - brow_pts.view(-1, 18, 2, 1, 1)
-        near = torch.exp(-(rel * rel).sum(2) / (2 * (0.09 * d.view(-1, 1, 1, 1)) ** 2)).amax(1, keepdim=True)
+        # a Gaussian of the distance is the product of two one-dimensional ones
+        inv = 1.0 / (2 * (0.09 * d.view(-1, 1, 1)) ** 2)
+        gx = torch.exp(-((self.pixels[:, 0, :1, :] - brow_pts[..., 0:1]) ** 2) * inv)  # (N, 18, S)
+        gy = torch.exp(-((self.pixels[:, 1, :, :1].transpose(1, 2) - brow_pts[..., 1:2]) ** 2) * inv)
+        near = (gy.unsqueeze(3) * gx.unsqueeze(2)).amax(1, keepdim=True)
         skin_y = (skin * self.luma).sum(1, keepdim=True)
         brows = near * torch.sigmoid((skin_y - y - 0.12) / 0.03)
-        return hair.clamp(0.0, 1.0), brows.clamp(0.0, 1.0)
+        up = lambda m: F.interpolate(m.clamp(0.0, 1.0), size=(self.full, self.full), mode="bilinear", align_corners=False)
+        return up(hair), up(brows)
 
     def grey(self, image01, amount, whiteness, level=None):
         """Move (N, 3, S, S) colours towards grey by ``amount`` (N, 1, S, S); ``whiteness`` (N,)
