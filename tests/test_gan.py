@@ -258,13 +258,16 @@ def test_a_fresh_machine_continues_from_the_resume_point(tiny_cache, age_run, te
     assert point["kind"] == "aging2-resume" and "opt_g" not in point and "age" not in point["teacher"]
     assert all(v.dtype == torch.float16 for v in point["gen"].values() if v.is_floating_point())
     assert point.keys() == resume_point(load_checkpoint(gan_run)).keys()
-    cfg = gan_cfg(age_run, teacher_run, steps=5, teacher="")  # the teacher comes from the resume point
+    # a fresh machine's command line: default sizes and schedule (the point's own are adopted), the
+    # teacher from the resume point, its age model from --set age_model
+    cfg = Aging2Config(age_model=str(age_run), steps=5, threads=1, eval_faces=4)
     with pytest.raises(FileNotFoundError):
         train(cfg, tiny_cache, tmp_path / "none", resume=True, start_from=tmp_path / "missing.pt")
     run = train(cfg, tiny_cache, tmp_path / "fresh", resume=True, start_from=gan_run / "resume_point.pt", stop_after=0)
     state = load_checkpoint(run)
     assert state["step"] == 5  # continued from step 4 with one more step
     assert not (run / "teacher").exists()  # nothing rebuilt: the teacher came with the point
+    assert state["config"]["g_width"] == 8 and state["config"]["gan_start"] == 2  # the run's own settings
     # the fresh optimiser started from the point's weights: the first step moved them only a little
     first = {k: v.float() for k, v in point["gen"].items()}
     moved = max(float((state["gen"][k] - first[k]).abs().max()) for k in first if first[k].is_floating_point())

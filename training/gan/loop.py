@@ -37,6 +37,18 @@ log = logging.getLogger(__name__)
 
 RESUME_POINT = Path(__file__).resolve().parent / "resume" / "aging_net.pt"
 ARCH = ("global_size", "g_width", "l_full", "l_width", "g_feat", "change_limit")
+# what a machine chooses for itself when it continues a run from a resume point; every other
+# setting (sizes, losses and their schedule, seed, batch, learning rates) is the run's own
+MACHINE_KEYS = ("data", "format", "cache", "size", "workers", "threads", "steps", "log_every", "sample_every",
+                "checkpoint_every", "eval_every", "eval_faces", "device", "amp", "teacher", "age_model")
+
+
+def adopt(cfg: Aging2Config, run_config: dict) -> Aging2Config:
+    """``cfg`` with the run's own settings of ``run_config`` (a resume point's) in place."""
+    for k, v in run_config.items():
+        if k not in MACHINE_KEYS and hasattr(cfg, k):
+            setattr(cfg, k, tuple(v) if isinstance(getattr(cfg, k), tuple) else v)
+    return cfg
 
 
 def build_net(teacher, cfg: Aging2Config) -> AgingNet:
@@ -277,6 +289,8 @@ def train(cfg: Aging2Config, cache_dir: Path, out: Path, resume: bool = False, s
         if point.get("kind") != "aging2-resume":
             raise ValueError(f"{start_from} is not a resume point of this network")
         log.info("starting %s from the resume point %s (step %d)", run, start_from, int(point["step"]))
+        cfg = adopt(cfg, point["config"])
+        (run / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     source = saved or point
     tr = Trainer(cfg, cache, source["teacher"] if source else _teacher_for(cfg, cache_dir, run))
     if source:
