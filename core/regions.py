@@ -143,6 +143,7 @@ def region_masks(
         mf = m.astype(np.float32) / 255.0
         if sigma > 0.3:
             mf = cv2.GaussianBlur(mf, (0, 0), sigma)
+            np.clip(mf, 0.0, 1.0, out=mf)  # the blur's float sums can pass 1 by an ulp
         masks[i] = mf
     return masks
 
