@@ -29,10 +29,12 @@ Exit status 0 when all pass; prints the timings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -210,8 +212,16 @@ def gui_normal_start(bundle: Path, album: Path, env: dict, work: Path, home: Pat
     catalog = folders["data"] / "catalog.sqlite3"
     log = open(work / "gui.log", "w")
     t0 = time.perf_counter()
+    group = bool(prefix) and not IS_WIN  # xvfb-run does not pass a signal on: stop its whole process group
     proc = subprocess.Popen([*(prefix or []), str(bundle / (rules.APP_NAME + EXE)), str(album)], env=env, cwd=work,
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=group)
+
+    def stop(sig) -> None:
+        if group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
     scanned = thumbs = False
     try:
         while time.perf_counter() - t0 < timeout and proc.poll() is None:
@@ -229,12 +239,12 @@ def gui_normal_start(bundle: Path, album: Path, env: dict, work: Path, home: Pat
         elapsed = time.perf_counter() - t0
         alive = proc.poll() is None
     finally:
-        if proc.poll() is None:
-            proc.terminate()
+        if proc.poll() is None or group:
+            stop(signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                stop(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
                 proc.wait()
         log.close()
     output = (work / "gui.log").read_text(errors="replace")
