@@ -132,27 +132,32 @@ class AgingController(QObject):
         else:
             self.request_age()
 
-    def face_changed(self, stored_face, age_too: bool = True) -> None:
-        """The selected face was edited: recompute once the edits pause (drags, slider moves)."""
+    def face_changed(self, stored_face, age_too: bool = True, immediate: bool = False) -> None:
+        """The selected face was edited: recompute once the edits pause (slider moves), or at once when
+        ``immediate`` (a finished edit: a landmark released, an undo), so the strip follows within the
+        groups' computing time."""
         if self._face is None or stored_face is None or stored_face.id != self._face.id:
             return
         self._face = stored_face
         self._age_too = age_too or self._age_too
-        self._debounce.start()
+        if immediate:
+            self._debounce.stop()
+            self._recompute()
+        else:
+            self._debounce.start()
 
     def _recompute(self) -> None:
-        if self._age_too:
-            self._age_too = False
+        age_too, self._age_too = self._age_too, False
+        if self.pipeline is not None and self._face is not None:  # the groups first: the strip waits on them
+            face = self._face
+            self.groups_started.emit(face.id)
+            self.runner.submit(_compute_groups, self.pipeline, self._photo.rgb, face.id, face.face.copy(),
+                               effective_strengths(face.strengths), key="groups",
+                               on_progress=lambda d, t, _: self.groups_progress.emit(d, t or 0),
+                               on_result=self._groups_done,
+                               on_error=lambda exc: self._groups_error(exc))
+        if age_too:
             self.request_age()
-        if self.pipeline is None or self._face is None:
-            return
-        face = self._face
-        self.groups_started.emit(face.id)
-        self.runner.submit(_compute_groups, self.pipeline, self._photo.rgb, face.id, face.face.copy(),
-                           effective_strengths(face.strengths), key="groups",
-                           on_progress=lambda d, t, _: self.groups_progress.emit(d, t or 0),
-                           on_result=self._groups_done,
-                           on_error=lambda exc: self._groups_error(exc))
 
     def _groups_done(self, result: GroupsResult) -> None:
         if self._face is None or result.face_id != self._face.id:

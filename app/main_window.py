@@ -318,7 +318,7 @@ class MainWindow(QMainWindow):
         if stored is self.editor.current_face():
             self.layer.set_face(stored.face.landmarks, stored.face.forehead_height)
             self.face_panel.set_face(stored, self.editor.selected, len(self.editor.faces))
-        self.aging.face_changed(stored)
+        self.aging.face_changed(stored, immediate=True)  # a drag ended (or an undo): final, no debounce
 
     def _strengths_changed(self, stored) -> None:
         from app.state import settings_from_stored
