@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.align import source_rect
+from core.align import paste_back_region, source_rect
 from core.errors import AgelapseError, ExportError, FaceError
 from core.export import make_strip, save_gif, save_image, save_mp4, unique_path
 from core.photos import load_photo
@@ -207,7 +207,9 @@ def run_export(sources: list[ExportSource], options: ExportOptions, pipeline, ta
             x0, y0, x1, y1 = rect
 
             def still(aligned: np.ndarray) -> np.ndarray:
-                return fit(pipeline.render(photo.rgb, prepared, aligned)[y0:y1, x0:x1], options.max_side)
+                region, _ = paste_back_region(photo.rgb, prepared.matrix, prepared.aligned, aligned, prepared.mask,
+                                              rect)  # the rectangle only: no copy of the whole photo per still
+                return fit(region, options.max_side)
 
             def save(rgb: np.ndarray, target: Path) -> None:
                 _write(report, target, save_image, rgb, quality=options.quality, exif=photo.exif, overwrite=overwrite)
