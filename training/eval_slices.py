@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.text import ascii_text
+
 RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Other"}
 AGE_BANDS = (("children 0-19", 0, 19), ("adults 20-59", 20, 59), ("elderly 60+", 60, 200))
 YAW_BINS = (("|yaw| < 15", 0, 15), ("|yaw| 15-30", 15, 30), ("|yaw| > 30", 30, 91))
@@ -121,7 +123,7 @@ def save_gallery(path: Path, rows: list[np.ndarray], labels: list[str], captions
     size = rows[0].shape[0]
     head = np.full((18, rows[0].shape[1], 3), 255, np.uint8)
     for i, text in enumerate(["input"] + labels):
-        cv2.putText(head, text.replace("\u2013", "-"), (i * size + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(head, ascii_text(text), (i * size + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     body = []
     for row, caption in zip(rows, captions):
         row = row.copy()

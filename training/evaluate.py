@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from core.contracts import AGE
+from core.text import file_label
 from core.models import AgeModel, AgingModel
 from .preprocess import FaceCache
 
@@ -261,7 +262,7 @@ def evaluate_aging(aging: AgingModel, judges: dict, cache: FaceCache, idx: np.nd
         for kind, slices in members.items():
             for name, m in slices.items():
                 worst = np.flatnonzero(m)[np.argsort(-bad[m])[:16]]
-                path = Path(gallery_dir) / f"worst_{kind}_{name}.jpg".replace(" ", "_").replace("|", "").replace("<", "lt").replace(">", "gt").replace("+", "plus")
+                path = Path(gallery_dir) / (file_label(f"worst {kind} {name.replace('<', 'under').replace('>', 'over')}") + ".jpg")
                 rows, captions = [], []
                 for f in worst:
                     i = idx[f]
