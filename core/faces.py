@@ -162,7 +162,7 @@ class FaceFinder:
     upsample_below: int = 800
     threshold: float = 0.2
     min_size: int = 20  # faces smaller than this (photo pixels) are ignored
-    pad_side: int = 320
+    pad_side: int = 240
     pad_threshold: float = 0.3
     cnn_side: int = 360
     rotations: tuple[float, ...] = (-15.0, 15.0)
