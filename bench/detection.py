@@ -14,7 +14,8 @@ Boxes marked ignore in dlib's XML, and labelled faces that a crop cuts, neither 
 false hits. A face is found when a detection overlaps its box with IoU >= 0.3. Landmark error is the mean
 point distance as a fraction of the inter-ocular distance (eye centres), over the found faces.
 
-Usage: python bench/detection.py [--modes fast accurate] [--kinds album tight ...] [--limit N]
+Usage: python bench/detection.py [--modes fast accurate] [--kinds album tight ...] [--limit N] [--missed]
+       python bench/detection.py --cost      # time and memory per 12 MP photo, each mode in its own process
 """
 
 from __future__ import annotations
@@ -285,6 +286,27 @@ def measure(finder, labelled: dict, folder: Path, min_iou: float = 0.3) -> dict:
     return measure_cases(finder, cases, min_iou)["album"]
 
 
+def cost_12mp(mode: str, repeat: int = 3) -> dict:
+    """Wall and CPU seconds (best of ``repeat``) and the peak resident memory of one process finding the faces
+    of the 12 MP photo of bench/timeline.py; run in a fresh process (``--cost-child``) so the peak is its own."""
+    import resource
+
+    from bench.timeline import twelve_megapixels
+    from core.faces import FaceFinder
+
+    rgb, _ = twelve_megapixels(None)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    finder = FaceFinder(mode)
+    walls, cpus, faces = [], [], 0
+    for _ in range(repeat):
+        t, c = time.perf_counter(), time.process_time()
+        faces = len(finder.detect(rgb))
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB on Linux
+    return {"wall": min(walls), "cpu": min(cpus), "peak_mib": peak, "photo_mib": before, "faces": faces}
+
+
 def main() -> int:
     from core.faces import FaceFinder
 
@@ -293,7 +315,27 @@ def main() -> int:
     ap.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
     ap.add_argument("--limit", type=int, default=None, help="at most this many photos per kind")
     ap.add_argument("--missed", action="store_true", help="list the faces each mode missed")
+    ap.add_argument("--cost", action="store_true", help="only time and memory per 12 MP photo, each mode in a fresh process")
+    ap.add_argument("--cost-child", choices=("fast", "accurate"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.cost_child:
+        import json
+
+        print(json.dumps(cost_12mp(args.cost_child)))
+        return 0
+    if args.cost:
+        import json
+        import subprocess
+
+        print("12 MP photo (bench/timeline.py's), best of 3; CPU = what an idle core takes; peak = the process's "
+              "resident peak (Python, models, the decoded photo included)")
+        for mode in args.modes:
+            out = subprocess.run([sys.executable, __file__, "--cost-child", mode], capture_output=True, text=True,
+                                 check=True).stdout
+            c = json.loads(out.strip().splitlines()[-1])
+            print(f"{mode:<10} wall {c['wall']:.2f} s, CPU {c['cpu']:.2f} s, peak {c['peak_mib']:.0f} MiB "
+                  f"(with the photo decoded: {c['photo_mib']:.0f} MiB); {c['faces']} face(s)")
+        return 0
     if not ALBUM.is_dir():
         print(f"{ALBUM} is absent: nothing to measure", file=sys.stderr)
         return 1
