@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("showcase", help="pictures of a shipped model for docs/")
     p.add_argument("--models", required=True, help="models folder (aging.onnx, age.onnx, manifest.json)")
     p.add_argument("--cache", required=True, help="preprocessed cache (its test split)")
-    p.add_argument("--photos", nargs="*", default=[], help="real photos to age in place")
+    p.add_argument("--photos", nargs="*", default=[], help="real photos to age in place (NAME=PATH: album_NAME.jpg)")
     p.add_argument("--out", required=True, help="output folder, e.g. docs/")
     p = sub.add_parser("export", help="export a run to ONNX")
     p.add_argument("run", help="run folder (age, judge or aging)")
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "showcase":
             from .showcase import write_showcase
 
-            for path in write_showcase(Path(args.models), Path(args.cache), [Path(p) for p in args.photos], Path(args.out)):
+            for path in write_showcase(Path(args.models), Path(args.cache), list(args.photos), Path(args.out)):
                 print(path)
             return 0
         if args.cmd == "export":

@@ -78,9 +78,11 @@ def write_showcase(models: Path, cache_dir: Path, photos: list[Path], out: Path)
     pipe = AgingPipeline(aging, age)
     k = aging.num_groups
     for photo in photos:
+        name, sep, path = str(photo).partition("=")  # NAME=PATH names the picture album_NAME.jpg
+        photo = Path(path) if sep else Path(photo)
         strip = album_strip(pipe, photo, list(range(k)))
         if strip is not None:
-            p = out / f"album_{photo.stem}.jpg"
+            p = out / f"album_{name if sep else photo.stem}.jpg"
             cv2.imwrite(str(p), strip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 88])
             written.append(p)
     return written
