@@ -6,6 +6,10 @@ handle may stop anywhere between two cells (the main view then blends the two gr
 to a cell's centre snaps to it. Keys: Left/Right move by a tenth of a group (with Shift or Ctrl: a whole
 group), Home/End go to the ends. The widget paints a progress bar over itself while the groups are being
 computed, and a placeholder text when there is nothing to show (no face, no model).
+
+A drag repaints the strip at display rate, so the cells (rounded, clipped, smoothly scaled thumbnails and
+their labels) are painted once into an image per highlighted cell and reused: a drag frame draws that
+image, the marker and the handle (issue 13: no GUI stall over a frame while dragging).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class TimelineWidget(QWidget):
         self.progress = (0, 0)
         self.placeholder = "Select a face to see it at every age"
         self.dragging = False
+        self._cells_key = None
+        self._cells: dict[int, QImage] = {}  # highlighted cell -> the cells painted (see the module doc)
 
     def sizeHint(self) -> QSize:
         return QSize(800, 160)
@@ -157,15 +163,36 @@ class TimelineWidget(QWidget):
             painter.setPen(QColor(150, 150, 155))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
             return
-        nearest = int(round(self.position))
-        for g, label in enumerate(self.labels):
-            self._paint_cell(painter, g, label, g == nearest and self.has_groups)
+        nearest = int(round(self.position)) if self.has_groups else -1
+        painter.drawImage(QPointF(0, 0), self._cells_image(nearest))
         if self.marker is not None:
             self._paint_marker(painter)
         if self.has_groups:
             self._paint_handle(painter)
         if self.busy:
             self._paint_busy(painter)
+
+    def _cells_image(self, nearest: int) -> QImage:
+        """The background and every cell, ``nearest`` highlighted, painted once per state and size."""
+        dpr = self.devicePixelRatioF()
+        key = (self.width(), self.height(), dpr, tuple(self.labels), tuple(id(t) for t in self.thumbnails),
+               self.font().key())
+        if key != self._cells_key:
+            self._cells_key, self._cells = key, {}
+        image = self._cells.get(nearest)
+        if image is None:
+            image = QImage(max(1, round(self.width() * dpr)), max(1, round(self.height() * dpr)),
+                           QImage.Format.Format_ARGB32_Premultiplied)
+            image.setDevicePixelRatio(dpr)
+            painter = QPainter(image)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.setFont(self.font())
+            painter.fillRect(QRectF(0, 0, self.width(), self.height()), QColor(30, 30, 33))
+            for g, label in enumerate(self.labels):
+                self._paint_cell(painter, g, label, g == nearest)
+            painter.end()
+            self._cells[nearest] = image
+        return image
 
     def _paint_cell(self, painter: QPainter, g: int, label: str, current: bool) -> None:
         r = self.cell_rect(g)
