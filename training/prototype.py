@@ -67,7 +67,9 @@ LUMA = (0.299, 0.587, 0.114)
 # away from (> 1) or towards (< 1) their average, ``detail_coring``, the luminance amplitude
 # below which a face's own detail is not deepened, ``tone_gain``, how much of the groups' skin
 # tone difference is applied, ``shape_scale``, the shape change per group on top of group_scale
-# (a child's proportions), and the hair and brow grey levels per group (0 none .. 1 white).
+# (a child's proportions), the hair and brow grey levels per group (0 none .. 1 white), the
+# crop's margin (px at 128) and ``broad``, the scale (px at 128) above which the colour pattern
+# counts as the skin's tone.
 # Chosen on validation faces only (`python -m training evaluate RUN --split val`, 120-300 faces,
 # and sample grids and album photos looked at; the independent judge not consulted): stronger
 # gains buy age at a steep cost in identity (colour 2.6 / detail 4.5 / shape 1.9 with 70+ pushed
@@ -78,8 +80,7 @@ SETTINGS = {"gains": (2.1, 3.7, 1.75), "max_log_ratio": 1.2, "colour_sigma": 1.2
             "group_scale": (0.7, 1.0, 1.0, 1.0, 1.15, 1.3, 1.55, 1.55), "detail_coring": 0.01,
             "tone_gain": 0.2, "shape_scale": (1.5, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
             "hair_levels": (0.0, 0.0, 0.0, 0.1, 0.3, 0.6, 0.85, 1.0),
-            "brow_levels": (0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.35), "margin": 16}
-BROAD = 8.0  # px at 128: the colour pattern's parts broader than this change the skin's tone
+            "brow_levels": (0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.35), "margin": 16, "broad": 8.0}
 SOFT_EDGE = 2.0  # px at 128: the colour and detail changes fade over the region masks' edge and more
 FLOW_EDGE = 6.0  # px at 128: the shape change fades over a wider band
 
@@ -307,7 +308,8 @@ class PrototypeAger(nn.Module):
                  colour_sigma: float = SETTINGS["colour_sigma"], detail_limit: float = SETTINGS["detail_limit"],
                  group_scale=SETTINGS["group_scale"], detail_coring: float = SETTINGS["detail_coring"],
                  tone_gain: float = SETTINGS["tone_gain"], shape_scale=SETTINGS["shape_scale"],
-                 hair_levels=SETTINGS["hair_levels"], brow_levels=SETTINGS["brow_levels"], margin: int = SETTINGS["margin"]):
+                 hair_levels=SETTINGS["hair_levels"], brow_levels=SETTINGS["brow_levels"], margin: int = SETTINGS["margin"],
+                 broad: float = SETTINGS["broad"]):
         super().__init__()
         size = protos["textures"].shape[-1]
         out = size + 2 * int(margin)  # the crop the model takes: the template's square and a margin
@@ -337,7 +339,7 @@ class PrototypeAger(nn.Module):
         pattern = (pattern - pattern.mean(0, keepdim=True)) * (1 - torch.from_numpy(brows_and_eyes(mean_shape, size)).float())
         # the pattern's broad part (a whole cheek redder or darker) changes the skin's tone: it is
         # applied as a ratio, held to ``tone_gain``; its fine part (folds, lines, lips) is added
-        broad = Blur(BROAD * size / 128)(pattern.reshape(k * 3, 1, size, size)).reshape(k, 3, size, size)
+        broad = Blur(broad * size / 128)(pattern.reshape(k * 3, 1, size, size)).reshape(k, 3, size, size)
         self.register_buffer("pattern", pattern - broad)
         self.register_buffer("broad", torch.log1p(broad / skin_mean.mean(0).view(1, 3, 1, 1)))
         self.register_buffer("skin", skin)
