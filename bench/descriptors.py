@@ -34,30 +34,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from training.evaluate import Identity  # noqa: E402
 from training.face_descriptor import VERIFY_THRESHOLD, TorchIdentity, face_chips  # noqa: E402
 
 
-class DlibIdentity:
-    """dlib's per-face descriptor, with the shape built as training.evaluate.Identity builds it."""
-
-    def __init__(self):
-        import dlib
-
-        from core import dlib_models
-
-        self.dlib = dlib
-        self.model = dlib_models.face_descriptor_model()
-
-    def descriptor(self, rgb: np.ndarray, lm: np.ndarray) -> np.ndarray:
-        d = self.dlib
-        x0, y0 = lm.min(0)
-        x1, y1 = lm.max(0)
-        shape = d.full_object_detection(d.rectangle(int(x0), int(y0), int(x1), int(y1)),
-                                        [d.point(int(round(x)), int(round(y))) for x, y in lm])
-        return np.array(self.model.compute_face_descriptor(np.ascontiguousarray(rgb), shape))
-
-    def descriptors(self, images: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        return np.stack([self.descriptor(im, lm) for im, lm in zip(images, landmarks)])
+DlibIdentity = Identity  # dlib's own per-face descriptor, the reference
 
 
 def _cache(path: str):
