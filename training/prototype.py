@@ -177,7 +177,7 @@ def learn(cache: FaceCache, groups: list) -> dict:
     more often Black or Asian): plain group averages would change a face's skin colour as it ages.
     Every prototype is therefore the same mix of race x gender cells (the training split's shares),
     each cell averaged on its own: the prototypes differ by age only."""
-    from .train_aging import group_index
+    from .groups import group_index
 
     size = cache.size
     train = cache.indices("train")
