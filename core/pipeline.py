@@ -16,6 +16,11 @@ below ZERO_RAMP (by strength / ZERO_RAMP: continuous, exactly 0 at strength 0, u
 ramp so moderate strengths are not attenuated twice). Outside the five regions the paste mask is a
 feathered rounded square covering the aligned crop: the model's attention already localises the
 change, and changes outside the regions (grey hair) are wanted.
+
+A ``agelapse-aging/2`` model also gets the face's 68 landmarks in the aligned crop's pixels
+(``PreparedFace.landmarks``, the person's own, edits included) and the hair strength
+(``strengths["hair"]``, 0 .. 1.5, default 1): it puts what it learned on the person's features and
+greys the hair by that much. A ``/1`` model gets neither.
 """
 
 from __future__ import annotations
