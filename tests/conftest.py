@@ -21,6 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture
+def torch_one_thread():
+    """torch on one thread for the test (training tests share two cores with other work)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """A real portrait (512x512 RGB uint8) shipped by scikit-image."""

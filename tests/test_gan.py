@@ -26,12 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "training" / "gan" / "resume" / "aging_net.pt"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # ------------------------------------------------------------------------------------- losses

@@ -30,12 +30,7 @@ from training.runtime import load_checkpoint  # noqa: E402
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def synthetic_cache(folder: Path, n_train: int = 96, n_val: int = 24, n_test: int = 24, seed: int = 0) -> Path:

@@ -88,7 +88,7 @@ def slice_members(races: np.ndarray, ages: np.ndarray, yaws: np.ndarray) -> dict
     return {kind: {name: m for name, m in members.items() if m.any()} for kind, members in kinds.items()}
 
 
-def _median(values: np.ndarray) -> float | None:
+def median_or_none(values: np.ndarray) -> float | None:
     values = values[np.isfinite(values)]
     return round(float(np.median(values)), 2) if len(values) else None
 
@@ -103,7 +103,7 @@ def slice_table(members: dict, labels: list[str], dist: np.ndarray, drift: np.nd
         for name, m in slices.items():
             out[kind][name] = {"n": int(m.sum()), "per_group": {
                 label: {"verification_rate": round(float((dist[m, t] < threshold).mean()), 4),
-                        "skin_tone_drift": _median(drift[m, t]),
+                        "skin_tone_drift": median_or_none(drift[m, t]),
                         "mean_estimated_age": round(float(est[m, t].mean()), 2),
                         "artefact": round(float(artefact[m, t].mean()), 2)}
                 for t, label in enumerate(labels)}}

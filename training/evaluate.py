@@ -243,7 +243,7 @@ def evaluate_aging(aging: AgingModel, judges: dict, cache: FaceCache, idx: np.nd
             "verification_rate": round(float((dist[:, t] < VERIFY_THRESHOLD).mean()), 4),
             "verification_rate_within_two_groups": round(float((dist[near[:, t], t] < VERIFY_THRESHOLD).mean()), 4) if near[:, t].any() else None,
             "mean_identity_distance": round(float(dist[:, t].mean()), 4),
-            "skin_tone_drift": sl._median(drift[:, t]),
+            "skin_tone_drift": sl.median_or_none(drift[:, t]),
             "artefact": round(float(artefact[:, t].mean()), 2),
         }
     result = {"n": int(n), "split": split, "identity": identity, "own_landmarks": own_landmarks, "per_group": per,

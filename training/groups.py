@@ -24,6 +24,19 @@ def group_indices(ages, groups: list) -> np.ndarray:
     return np.array([group_index(int(a), groups) for a in ages], dtype=np.int64)
 
 
+def random_targets(r: np.random.Generator, n: int, k: int, blend: float = 0.25) -> np.ndarray:
+    """(N, K) float32 training targets: one-hot groups, a share ``blend`` of them two neighbouring
+    groups mixed (a position between them on the timeline)."""
+    t = np.zeros((n, k), dtype=np.float32)
+    g = r.integers(0, k, n)
+    t[np.arange(n), g] = 1
+    mix = (r.random(n) < blend) & (g < k - 1)
+    a = r.uniform(0, 1, n).astype(np.float32)
+    t[mix, g[mix]] = 1 - a[mix]
+    t[mix, g[mix] + 1] = a[mix]
+    return t
+
+
 def group_probs(age_probs, groups: list):
     """A distribution over years (N, A) (torch) summed into one probability per age group (N, K)."""
     import torch

@@ -422,7 +422,8 @@ class PrototypeAger(nn.Module):
         return self.detail_limit * torch.tanh(detail / self.detail_limit)
 
     def forward(self, image, target, regions, landmarks, hair):
-        w = target - self.source(image, landmarks)
+        p = self.source(image, landmarks)  # the face's own distribution over the groups
+        w = target - p
         gc, gd, gs = self.gains
         n = w.shape[0]
         # everything learned in the template's coordinates, put on this face's own landmarks
@@ -451,8 +452,7 @@ class PrototypeAger(nn.Module):
         change = limit(gc * pattern) * brightness + gd * self._detail(image, log_ratio)
         textured = (x01 * (1 + gate * (tone - 1)) + gate * change).clamp(0.0, 1.0) * 2 - 1
         # hair and brows: towards grey for older targets (the target's level of grey minus the
-        # face's own, p = target - w), by the ``hair`` strength
-        p = target - w
+        # face's own), by the ``hair`` strength
         hair_amount = (target @ self.hair_levels - p @ self.hair_levels).clamp(0.0, 1.0) * hair.clamp(0.0, 1.5)
         brow_amount = (target @ self.brow_levels - p @ self.brow_levels).clamp(0.0, 1.0) * hair.clamp(0.0, 1.5)
         textured, _, _ = self.hair(textured, landmarks, cover, hair_amount, brow_amount)

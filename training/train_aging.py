@@ -24,7 +24,7 @@ from . import augment
 from .age_source import load_age_state, rebuild_age_net
 from .baseline import cover_and_head, group_means
 from .config import AgingConfig, to_dict
-from .groups import group_index  # noqa: F401 (also imported from here by older code)
+from .groups import group_index, random_targets  # noqa: F401 (group_index: also imported from here by older code)
 from .nets import AgeNet, Critic, Generator, group_probs
 from .preprocess import FaceCache
 from .runtime import EMA, RunLog, load_checkpoint, prepare_run, rng, save_checkpoint, setup, to_tensor, to_uint8, unwrap
@@ -69,16 +69,6 @@ def load_age_net(path: str, device) -> tuple[AgeNet | None, int, dict | None]:
 def tv(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
-
-def _targets(r: np.random.Generator, n: int, k: int, blend: float = 0.25) -> np.ndarray:
-    t = np.zeros((n, k), dtype=np.float32)
-    g = r.integers(0, k, n)
-    t[np.arange(n), g] = 1
-    mix = (r.random(n) < blend) & (g < k - 1)
-    a = r.uniform(0, 1, n).astype(np.float32)
-    t[mix, g[mix]] = 1 - a[mix]
-    t[mix, g[mix] + 1] = a[mix]
-    return t
 
 
 def _strengths(r: np.random.Generator, n: int, share: float) -> np.ndarray:
@@ -177,7 +167,7 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
         torch.manual_seed(int(r.integers(2**31)))
         x, masks, idx = _load(cache, r.choice(train_idx, b), r, dev)
         source = source_weights(age_net, age_size, x, cache.ages[idx], groups)
-        t = torch.from_numpy(_targets(r, b, k)).to(dev)
+        t = torch.from_numpy(random_targets(r, b, k)).to(dev)
         regions = masks * torch.from_numpy(_strengths(r, b, cfg.strength_jitter)).to(dev)[:, :, None, None]
         gen.train()
         critic.train()

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..age_source import load_age_state
+from ..groups import random_targets
 from ..preprocess import FaceCache
 from ..runtime import to_tensor
 
@@ -34,13 +35,7 @@ def conditions(r: np.random.Generator, n: int, k: int, blend: float = 0.25, stre
     """(target (N,K), strengths (N,5), hair (N,)): one-hot targets, a share ``blend`` of them two
     neighbouring groups mixed; a share of faces with random region strengths (some 0), and of
     random hair strengths in [0, 1.5]; the rest at 1."""
-    t = np.zeros((n, k), dtype=np.float32)
-    g = r.integers(0, k, n)
-    t[np.arange(n), g] = 1
-    mix = (r.random(n) < blend) & (g < k - 1)
-    a = r.uniform(0, 1, n).astype(np.float32)
-    t[mix, g[mix]] = 1 - a[mix]
-    t[mix, g[mix] + 1] = a[mix]
+    t = random_targets(r, n, k, blend)
     s = np.ones((n, 5), dtype=np.float32)
     pick = r.random(n) < strength_jitter
     s[pick] = r.uniform(0, 1.5, (pick.sum(), 5)) * (r.random((pick.sum(), 5)) > 0.25)
