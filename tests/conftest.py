@@ -17,6 +17,9 @@ from testkit.gui import WAIT_MS, write_jpeg
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# the training tests' tiny dataset, cache and age run (built once per session, used by several files)
+pytest_plugins = ["testkit.training_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

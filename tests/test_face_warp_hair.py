@@ -89,6 +89,8 @@ def test_hair_and_brows_are_found_and_greyed():
     d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
     top = int(pts[19, 1] - 1.3 * d)  # above the hairline, on the hair
     assert hair[0, 0, top - 2 : top + 2, int(pts[27, 0]) - 4 : int(pts[27, 0]) + 4].mean() > 0.5
+    nose_y = int(pts[30, 1])  # beside the face, at the nose: hair worn long is hair too
+    assert hair[0, 0, nose_y, int(pts[1, 0] - 0.2 * d)] > 0.35 and hair[0, 0, nose_y, int(pts[15, 0] + 0.2 * d)] > 0.35
     cheek = (pts[2] + pts[30]) / 2
     assert hair[0, 0, int(cheek[1]), int(cheek[0])] < 0.05  # the skin is not hair
     assert hair[0, 0, -6:, :6].mean() < 0.05 and hair[0, 0, -6:, -6:].mean() < 0.05  # nor the background
@@ -131,3 +133,38 @@ def test_yaw_skin_tone_and_artefact_measures():
     smooth = np.clip(face.astype(int) - np.linspace(0, 30, 64)[None, :, None], 0, 255).astype(np.uint8)
     art = sl.artefact_score(face, np.stack([smooth, band]))
     assert art[1] > 3 * art[0]
+
+
+def test_hair_greys_by_the_share_that_greys_between_the_two_ages():
+    """A dark-haired face taken for a 50-59-year-old: made 70+, its hair greys fully (all that was
+    still coloured greys by 70); at its own age it is left alone; made 60-69, part way."""
+    from training.config import DECADES
+    from training.nets import AgeNet
+    from training.prototype import PrototypeAger
+
+    size, k = 128, 8
+    image01, lm = _portrait(size)
+    protos = {"textures": torch.zeros(k, 3, size, size), "log_energy": torch.zeros(k, 3, size, size),
+              "flows": torch.zeros(k, 2, size, size), "mean_shape": lm[0]}
+    ones = torch.ones(size, size)
+    levels = (0.0, 0.0, 0.0, 0.1, 0.3, 0.6, 0.85, 1.0)
+    ager = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=(0, 0, 0), tone_gain=0.0,
+                         hair_levels=levels, brow_levels=(0.0,) * k, margin=0).eval()
+    ager.source = lambda image, landmarks: torch.eye(k)[[5] * len(image)]
+    x = image01 * 2 - 1
+    pts = lm[0].numpy()
+    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    top = int(pts[19, 1] - 1.3 * d)
+    on_hair = (slice(None), slice(None), slice(top - 2, top + 2), slice(int(pts[27, 0]) - 4, int(pts[27, 0]) + 4))
+    lighter = {}
+    with torch.no_grad():
+        for g in (5, 6, 7):
+            out, _ = ager(x, torch.eye(k)[[g]], torch.zeros(1, 5, size, size), lm, torch.ones(1))
+            lighter[g] = float((out - x)[on_hair].mean())
+        ager.source = lambda image, landmarks: torch.eye(k)[[2] * len(image)]
+        young, _ = ager(x, torch.eye(k)[[7]], torch.zeros(1, 5, size, size), lm, torch.ones(1))
+    assert abs(lighter[5]) < 1e-4  # its own age: untouched
+    # the hair still dark at 55 greys as fully by 70+ as a 25-year-old's
+    assert lighter[7] == pytest.approx(float((young - x)[on_hair].mean()), rel=0.05)
+    assert lighter[7] > 0.3  # 70+: much lighter (grey)
+    assert 0.2 * lighter[7] < lighter[6] < 0.9 * lighter[7]  # 60-69: part of the way

@@ -9,7 +9,6 @@ Everything is tiny (64 px cache, 8-channel networks, 4 steps) and runs on the CP
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -33,32 +32,9 @@ from training.data import Sample, load_dataset, split_of  # noqa: E402
 from training.nets import AgeNet  # noqa: E402
 from training.preprocess import FaceCache, preprocess  # noqa: E402
 from training.runtime import load_checkpoint, save_checkpoint  # noqa: E402
-
-SIZE = 64  # cache size
-AGES = [4, 15, 25, 34, 45, 56, 65, 78]  # one per decade group
-PLAN = ["train"] * 16 + ["val"] * 4 + ["test"] * 4  # 2 train faces per group, 4 val, 4 test
-UNREADABLE = "33_0_0_20170101000000001.jpg"
-NOFACE = "44_1_1_20170101000000002.jpg"
-
-
-def _hash_split(name: str) -> str:
-    h = int(hashlib.sha1(name.encode()).hexdigest(), 16) % 100  # training/data.py's rule, restated
-    return "train" if h < 80 else "val" if h < 90 else "test"
-
-
-def _name(age: int, i: int, split: str) -> str:
-    """A UTKFace-style name for face ``i`` that the fixed hash split sends to ``split``."""
-    for k in range(10_000):
-        name = f"{age}_{i % 2}_{i % 5}_20170116{k:09d}.jpg.chip.jpg"
-        if _hash_split(name) == split:
-            return name
-    raise AssertionError("no name found")
-
-
-def age_cfg(**kw) -> AgeConfig:
-    base = dict(width=8, input_size=32, batch=4, steps=4, workers=0, device="cpu", log_every=1, checkpoint_every=1000)
-    return AgeConfig(**{**base, **kw})
-
+from testkit.training_fixtures import (  # noqa: E402
+    NOFACE, PLAN, SIZE, UNREADABLE, hash_split, age_cfg, assert_same_state,
+)
 
 def aging_cfg(age_run: Path, **kw) -> AgingConfig:
     base = dict(g_width=8, l_width=8, d_width=8, global_size=32, batch=2, n_critic=2, steps=4, age_model=str(age_run),
@@ -67,40 +43,6 @@ def aging_cfg(age_run: Path, **kw) -> AgingConfig:
 
 
 # ------------------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory, astronaut) -> Path:
-    """24 UTKFace-style 200x200 chips of the astronaut (random shift, scale, flip, brightness),
-    ages over all 8 decade groups, names chosen so the split is 16 / 4 / 4; plus one unreadable
-    file and one image without a face."""
-    root = tmp_path_factory.mktemp("utk_tiny")
-    r = np.random.default_rng(0)
-    for i, split in enumerate(PLAN):
-        age = AGES[i % 8] + i // 8
-        cx, cy = 222 + r.uniform(-8, 8), 128 + r.uniform(-8, 8)  # the face's centre in the portrait
-        half = 95 * r.uniform(0.92, 1.08)
-        crop = astronaut[int(cy - half):int(cy + half), int(cx - half):int(cx + half)]
-        crop = cv2.resize(crop, (200, 200), interpolation=cv2.INTER_AREA)
-        if r.random() < 0.5:
-            crop = crop[:, ::-1]
-        crop = np.clip(crop.astype(np.float32) * r.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
-        cv2.imwrite(str(root / _name(age, i, split)), np.ascontiguousarray(crop[..., ::-1]))
-    (root / UNREADABLE).write_bytes(b"this is not a JPEG")
-    cv2.imwrite(str(root / NOFACE), np.full((240, 320, 3), 128, np.uint8))  # not a chip: no fallback box
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_cache(tiny_dataset, tmp_path_factory) -> Path:
-    samples, problems = load_dataset(tiny_dataset)
-    assert problems == [] and len(samples) == 26
-    return preprocess(samples, tmp_path_factory.mktemp("cache") / "utk_64", size=SIZE, workers=1, chip_frame=200.0)
-
-
-@pytest.fixture(scope="session")
-def age_run(tiny_cache, tmp_path_factory) -> Path:
-    return train_age.train(age_cfg(), tiny_cache, tmp_path_factory.mktemp("runs") / "age")
-
 
 @pytest.fixture(scope="session")
 def aging_run(tiny_cache, age_run, tmp_path_factory) -> Path:
@@ -122,35 +64,6 @@ def stats(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
 
 
-def flatten(obj, prefix=""):
-    """A checkpoint as {path: leaf} (nested dicts/lists of tensors and plain values)."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}/{k}"))
-        return out
-    if isinstance(obj, (list, tuple)):
-        out = {}
-        for i, v in enumerate(obj):
-            out.update(flatten(v, f"{prefix}/{i}"))
-        return out
-    return {prefix: obj}
-
-
-def assert_same_state(a: dict, b: dict):
-    fa, fb = flatten(a), flatten(b)
-    assert fa.keys() == fb.keys()
-    different = []
-    for key in fa:
-        x, y = fa[key], fb[key]
-        if isinstance(x, torch.Tensor):
-            if not (isinstance(y, torch.Tensor) and x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)):
-                different.append(key)
-        elif x != y and not (isinstance(x, float) and math.isnan(x) and isinstance(y, float) and math.isnan(y)):
-            different.append(key)
-    assert not different, f"{len(different)} entries differ, e.g. {different[:8]}"
-
-
 # ------------------------------------------------------------------------------ preprocessing
 
 def test_cache_contents(tiny_cache, tiny_dataset):
@@ -170,7 +83,7 @@ def test_cache_contents(tiny_cache, tiny_dataset):
     assert sorted(names) == sorted(p.name for p in tiny_dataset.iterdir() if p.name not in (UNREADABLE, NOFACE))
     for s in cache.samples:
         assert s["age"] == int(Path(s["path"]).name.split("_")[0])
-        assert s["split"] == split_of(Sample(Path(s["path"]), s["age"])) == _hash_split(Path(s["path"]).name)
+        assert s["split"] == split_of(Sample(Path(s["path"]), s["age"])) == hash_split(Path(s["path"]).name)
     assert [len(cache.indices(k)) for k in ("train", "val", "test")] == [16, 4, 4]
     # the template: 68 points inside the unit square, the same one FaceCache exposes
     tpl = np.array(cache.meta["template"], dtype=np.float32)
@@ -548,7 +461,7 @@ def _gate_everywhere(s: int = 32) -> torch.Tensor:
 
 
 def test_prototype_transform_follows_its_prototypes():
-    from training.prototype import LUMA
+    from training.prototype import LUMA, top_fade
 
     s, k = 32, 8
     protos = _flat_protos(k, s)
@@ -563,14 +476,17 @@ def test_prototype_transform_follows_its_prototypes():
     g = torch.Generator().manual_seed(0)
     noise = (torch.rand(1, 1, s, s, generator=g) * 0.4 - 0.2).expand(-1, 3, -1, -1)
     to01 = lambda x: (x + 1) / 2
+    # the colour and detail change is whole below the forehead's upper part, which fades it out
+    whole = int(np.argmax(top_fade(protos["mean_shape"].numpy(), s)[:, 0] >= 1.0))
+    low = lambda img: img[..., whole:, :]
     with torch.no_grad():
         aged, _ = _run(ager((1, 0, 0), 0), noise, old, regions)  # a black-and-white photo: the change's grey part only
         assert torch.allclose(aged[:, 0], aged[:, 1], atol=1e-6) and torch.allclose(aged[:, 1], aged[:, 2], atol=1e-6)
-        np.testing.assert_allclose((to01(aged) / to01(noise)).numpy(), math.exp(float(tone @ torch.tensor(LUMA))), rtol=1e-4)
+        np.testing.assert_allclose(low(to01(aged) / to01(noise)).numpy(), math.exp(float(tone @ torch.tensor(LUMA))), rtol=1e-4)
         colourful = noise * torch.tensor([1.0, 0.3, 0.2])[:, None, None] + torch.tensor([0.2, -0.3, -0.5])[:, None, None]
         aged, _ = _run(ager((1, 0, 0), 0), colourful, old, regions)  # a colour photo: the whole change, chroma included
-        np.testing.assert_allclose((to01(aged) / to01(colourful)).mean((0, 2, 3)).numpy(), torch.exp(tone).numpy(), rtol=1e-4)
-        fine = lambda img: (img - F.avg_pool2d(F.pad(img, (1, 1, 1, 1), mode="reflect"), 3, 1)).std().item()
+        np.testing.assert_allclose(low(to01(aged) / to01(colourful)).mean((0, 2, 3)).numpy(), torch.exp(tone).numpy(), rtol=1e-4)
+        fine = lambda img: (lambda x: (x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), 3, 1)).std().item())(low(img))
         older, _ = _run(ager((0, 1, 0), 0), noise, old, regions)
         younger, _ = _run(ager((0, 1, 0), 7), noise, young, regions)
         assert fine(older) > 1.4 * fine(noise) and fine(younger) < 0.75 * fine(noise)
@@ -623,6 +539,27 @@ def test_a_margin_around_the_face_changes_nothing_but_the_framing():
     inner = b[..., margin:-margin, margin:-margin]
     np.testing.assert_allclose(inner[..., 6:-6, 6:-6].numpy(), a[..., 6:-6, 6:-6].numpy(), atol=2e-3)  # the head ends at the square
     assert (b - framed)[..., :margin - 2, :].abs().max() < 1e-4  # the top of the margin: no change reaches it
+
+
+def test_the_change_fades_out_over_the_upper_forehead_without_a_line():
+    """Regions that end at the template's top edge (a bald head, a high forehead): the colour
+    change fades to nothing over the forehead's upper part instead of stopping in a line."""
+    from training.prototype import top_fade
+
+    s, k, margin = 32, 8, 6
+    protos = _flat_protos(k, s)
+    protos["textures"][7] = -0.3  # the oldest group: darker skin everywhere
+    ager = _fixed_ager(protos, (1, 0, 0), 0, tone_gain=1.0, margin=margin)
+    face = torch.zeros(1, 3, s + 2 * margin, s + 2 * margin)
+    with torch.no_grad():
+        aged, _ = _run(ager, face, torch.eye(k)[[7]], F.pad(_gate_everywhere(s), (margin,) * 4))
+    rows = (aged - face).abs().mean((0, 1, 3))[margin : margin + s // 2]  # the template's top half
+    whole = float(rows[-1])
+    assert whole > 0.05
+    assert float(rows[0]) < 0.1 * whole  # nothing left at the top edge
+    assert float((rows[1:] - rows[:-1]).abs().max()) < 0.25 * whole  # and no step on the way
+    fade = top_fade(protos["mean_shape"].numpy(), s)[:, 0]
+    assert fade[0] == 0 and fade[-1] == 1 and np.all(np.diff(fade) >= 0)
 
 
 def test_prototypes_land_on_the_persons_own_features():

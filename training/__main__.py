@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.cmd == "aging2":
                 from .gan.loop import RESUME_POINT, train as train2
 
-                train2(cfg, cache, Path(args.out), resume=args.resume, start_from=Path(args.start_from or RESUME_POINT))
+                keep = [kv.split("=", 1)[0].strip() for kv in args.set]
+                train2(cfg, cache, Path(args.out), resume=args.resume, start_from=Path(args.start_from or RESUME_POINT),
+                       keep=keep)
                 return 0
             else:
                 from .train_aging import train

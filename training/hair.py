@@ -3,8 +3,9 @@
 The hair is not covered by the 68 landmarks, and UTKFace's prototypes average it away, so it is
 found per face (all in the aligned crop, in units of the distance between the eye centres, d):
 - where hair can be: inside a head-sized ellipse around the face (wider than the jaw, reaching
-  about 2.4 d above the eyes and down to the chin), outside the face skin (the template's face
-  area warped onto the person's landmarks, widened);
+  about 2.4 d above the eyes and down to the chin): the scalp above the forehead, and beside the
+  face, beyond the jaw's width, down to about the mouth (long hair; below it a collar is likelier),
+  outside the face skin (the template's face area warped onto the person's landmarks, widened);
 - what is hair there: pixels unlike the face's own skin (its colour sampled at the cheeks and the
   forehead) and more like the hair just above the forehead than like the background (the colour
   far outside the head ellipse). A bald head is skin-coloured and stays as it is.
@@ -13,12 +14,17 @@ found per face (all in the aligned crop, in units of the distance between the ey
 - and has strands: fine luminance texture that a wall or the sky lacks; and is darker than the
   skin (lit skin at the temples is not hair; fair hair, near the skin's brightness, greys less).
 
+What is too thin to be a head of hair (the rim between a bald head or the hair and the
+background) is dropped by a small morphological opening.
+
 Greying keeps the strands: the luminance is split into a smooth base (Gaussian, sigma 2 px) and
 detail; the base moves up towards a light grey (lighter for whiter targets; never darker, so a
 light background taken for hair stays as it is), the detail is kept and a little deepened, the
-colour is taken out in proportion. How far: a per-group level (0 below
-40, rising to 0.9 at 70+; brows only from 60), from the target's level minus the source's own, so
-a face already grey is not greyed twice and a younger target leaves the hair alone.
+colour is taken out in proportion. How far (prototype.py): the share of still
+coloured hair that greys between the face's age and the target's, from per-group grey levels
+(none below 30, 0.3 at 40-49, 0.6 at 50-59, all at 70+; brows from 50): a dark-haired
+55-year-old made 70+ greys fully, a face at its own age not at all. Greying only lightens, so
+hair that is grey already changes little, and a younger target leaves the hair alone.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from .filters import Blur
 LUMA = (0.299, 0.587, 0.114)
 CHEEK_PAIRS = ((2, 30), (3, 30), (14, 30), (13, 30), (1, 29), (15, 29))  # midpoints: cheek skin
 SKIN_TOL = 0.12  # RGB distance (0-1 units) under which a pixel counts as the face's skin
+SIDE_DEPTH = 0.6  # how far below the eyes hair beside the face is looked for, in eye-to-chin lengths
 HAIR_TOL = 0.14  # how far (RGB distance) a hair pixel's colour may be from the hair's mean colour
 
 
@@ -102,8 +109,9 @@ class HairGreying(nn.Module):
         # background are too easily taken for hair (seen on real photos: a grey halo)
         brow_v = ((((landmarks[:, 17:27] - centre.unsqueeze(1)) * down.unsqueeze(1)).sum(2)).mean(1) / dd).view(-1, 1, 1, 1)
         cap = torch.sigmoid((brow_v - 0.4 * chin - v) / 0.08)
-        # and the temples: above the eyes, beyond the jaw's width
-        temples = torch.sigmoid((-0.3 - v) / 0.1) * torch.sigmoid((((u - mid) / half).abs() - 1.05) / 0.05)
+        # and beside the face, beyond the jaw's width: the temples and hair worn long, down to
+        # about the mouth (below it a collar or a scarf is likelier than hair)
+        temples = torch.sigmoid((SIDE_DEPTH * chin - v) / 0.1) * torch.sigmoid((((u - mid) / half).abs() - 1.05) / 0.05)
         zone = head * torch.maximum(cap, temples) * (1 - torch.maximum(lower, self.wide(face) * (v > -0.5).float()))
         # colours: the face's skin, the hair just above the forehead, the background far outside
         pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
@@ -132,6 +140,11 @@ class HairGreying(nn.Module):
         skin_y = (skin * self.luma).sum(1, keepdim=True)
         darker = torch.sigmoid((skin_y - y - 0.12) / 0.04)
         hair = zone * unlike_skin * darker * seen * strands * (1 - bg_like * (1 - bg_close)) * (1 - bg_close * (1 - near_head))
+        # an opening (erosion, then dilation) drops what is too thin to be a head of hair: the rim
+        # between the hair and the background, a shadow line beside the ear (seen: a light halo)
+        k = max(3, (self.size // 40) | 1)
+        opened = F.max_pool2d(-F.max_pool2d(-hair, k, 1, k // 2), k, 1, k // 2)
+        hair = torch.minimum(hair, opened)
         # brows: near the brow landmarks and darker than the skin
         brow_pts = landmarks[:, 17:27]
         mids = (landmarks[:, [17, 18, 19, 20, 22, 23, 24, 25]] + landmarks[:, [18, 19, 20, 21, 23, 24, 25, 26]]) / 2

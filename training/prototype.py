@@ -80,9 +80,13 @@ SETTINGS = {"gains": (2.1, 3.7, 1.75), "max_log_ratio": 1.2, "colour_sigma": 1.2
             "group_scale": (0.7, 1.0, 1.0, 1.0, 1.15, 1.3, 1.55, 1.55), "detail_coring": 0.01,
             "tone_gain": 0.2, "shape_scale": (1.5, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
             "hair_levels": (0.0, 0.0, 0.0, 0.1, 0.3, 0.6, 0.85, 1.0),
-            "brow_levels": (0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.35), "margin": 16, "broad": 8.0}
+            "brow_levels": (0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.35), "margin": 48, "broad": 8.0}
 SOFT_EDGE = 2.0  # px at 128: the colour and detail changes fade over the region masks' edge and more
 FLOW_EDGE = 6.0  # px at 128: the shape change fades over a wider band
+# the colour and detail changes fade out over the upper part of the forehead (this share of the
+# way from the brows to the template's top edge), so a bald head or a high forehead shows no
+# line where the averaged faces' hairline was
+FOREHEAD_FADE = 0.6
 
 
 def _border_points(size: int, per_side: int = 4) -> np.ndarray:
@@ -293,6 +297,16 @@ def brows_and_eyes(points: np.ndarray, size: int) -> np.ndarray:
     return np.clip(_gauss(mask, 0.06 * d), 0, 1)
 
 
+def top_fade(points: np.ndarray, size: int, share: float = FOREHEAD_FADE) -> np.ndarray:
+    """(size, size) in [0, 1]: 1 below the forehead's upper part, falling smoothly (smoothstep) to 0
+    at the template's top edge over ``share`` of the way from the brows up to it."""
+    brows = float(points[17:27, 1].mean())
+    start = brows * share
+    t = np.clip(np.arange(size, dtype=np.float64) / max(start, 1e-6), 0, 1)
+    col = t * t * (3 - 2 * t)
+    return np.repeat(col[:, None], size, 1).astype(np.float32)
+
+
 def skin_mask(points: np.ndarray, size: int) -> np.ndarray:
     """Forehead, nose and cheeks on a face with these landmarks: where a skin tone is read."""
     masks = region_masks(points, (size, size))
@@ -342,6 +356,7 @@ class PrototypeAger(nn.Module):
         broad = Blur(broad * size / 128)(pattern.reshape(k * 3, 1, size, size)).reshape(k, 3, size, size)
         self.register_buffer("pattern", pattern - broad)
         self.register_buffer("broad", torch.log1p(broad / skin_mean.mean(0).view(1, 3, 1, 1)))
+        self.register_buffer("top", torch.from_numpy(top_fade(mean_shape, size)).float().view(1, 1, size, size))
         self.register_buffer("skin", skin)
         self.register_buffer("ref_skin", (skin_mean.mean(0) * torch.tensor(LUMA)).sum())
         # the detail inside the eyes and the open mouth is the person's own (an iris smoothed
@@ -435,11 +450,12 @@ class PrototypeAger(nn.Module):
             self.cover.expand(n, -1, -1, -1),
             self.skin.expand(n, -1, -1, -1),
             self.head.expand(n, -1, -1, -1),
+            self.top.expand(n, -1, -1, -1),
         ], 1)
         mapped = self.map(landmarks)
         fields = self.map.sample(fields, mapped)
         pattern, broad, log_ratio, flow = fields[:, :3], fields[:, 3:6], fields[:, 6:9], fields[:, 9:11]
-        cover, skin, head = fields[:, 11:12], fields[:, 12:13], fields[:, 13:14]
+        cover, skin, head, top = fields[:, 11:12], fields[:, 12:13], fields[:, 13:14], fields[:, 14:15]
         x01 = (image + 1) * 0.5
         # colour: chroma only as far as the photo has colour (a black-and-white photo ages in grey)
         chroma = ((x01 - (x01 * self.luma).sum(1, keepdim=True)).abs() * cover).sum((1, 2, 3), keepdim=True)
@@ -448,23 +464,32 @@ class PrototypeAger(nn.Module):
         skin_y = ((x01 * self.luma).sum(1, keepdim=True) * skin).sum((2, 3), keepdim=True) / (skin.sum((2, 3), keepdim=True) + 1e-3)
         brightness = (skin_y / self.ref_skin).clamp(0.25, 1.5)  # a fold shades dark skin less in absolute terms
         tone = torch.exp(limit(self.tone_gain * ((w @ self.tone).view(n, 3, 1, 1) + broad)).clamp(-0.5, 0.5))
-        gate = self.soft(regions.sum(1, keepdim=True).clamp(0.0, 1.5))
+        gate = self.soft(regions.sum(1, keepdim=True).clamp(0.0, 1.5)) * top
         change = limit(gc * pattern) * brightness + gd * self._detail(image, log_ratio)
         textured = (x01 * (1 + gate * (tone - 1)) + gate * change).clamp(0.0, 1.0) * 2 - 1
-        # hair and brows: towards grey for older targets (the target's level of grey minus the
-        # face's own), by the ``hair`` strength
-        hair_amount = (target @ self.hair_levels - p @ self.hair_levels).clamp(0.0, 1.0) * hair.clamp(0.0, 1.5)
-        brow_amount = (target @ self.brow_levels - p @ self.brow_levels).clamp(0.0, 1.0) * hair.clamp(0.0, 1.5)
+        # hair and brows: the hair still coloured in the photo greys by the share that greys
+        # between the face's age and the target's, (G(t) - G(s)) / (1 - G(s)) for the groups' grey
+        # levels G: a dark-haired 55-year-old made 70+ greys fully, a face at its own age not at
+        # all; by the ``hair`` strength
+        greying = lambda levels: ((target - p) @ levels / (1 - p @ levels).clamp_min(0.05)).clamp(0.0, 1.0)
+        hair_amount = greying(self.hair_levels) * hair.clamp(0.0, 1.5)
+        brow_amount = greying(self.brow_levels) * hair.clamp(0.0, 1.5)
         textured, _, _ = self.hair(textured, landmarks, cover, hair_amount, brow_amount)
-        # shape: the whole face and the head around it (not the neck and clothes below), faded
-        # smoothly, by the mean strength of its regions
-        strength = (regions.sum(1, keepdim=True) * cover).sum((2, 3), keepdim=True) / ((cover * cover).sum((2, 3), keepdim=True) + 1e-3)
-        flow_gate = self.flow_soft(regions.sum(1, keepdim=True).clamp(0.0, 1.5) + (1 - cover) * head * strength.clamp(0.0, 1.5))
-        flow = (flow * (gs * 2.0 / (self.out_size - 1)) * flow_gate).permute(0, 2, 3, 1)
-        aged = F.grid_sample(textured, self.base_grid - flow, mode="bilinear", padding_mode="border", align_corners=True)
-        aged = aged.clamp(-1, 1)
+        aged = self.shape_warp(textured, flow, regions, cover, head, top, gs).clamp(-1, 1)
         keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)
         return aged, keep
+
+    def shape_warp(self, textured, flow, regions, cover, head, top, gain: float):
+        """The shape change: ``textured`` warped by ``flow`` (template pixels, on this face) x
+        ``gain`` over the whole face and the head around it (not the neck and clothes below),
+        faded smoothly, by the mean strength of the face's regions. Above the forehead's upper
+        part, where its colour change fades (``top``), the head's share takes over, so the shape
+        change does not stop at the forehead region's edge. (The learned network calls this too.)"""
+        total = regions.sum(1, keepdim=True)
+        strength = (total * cover).sum((2, 3), keepdim=True) / ((cover * cover).sum((2, 3), keepdim=True) + 1e-3)
+        gate = self.flow_soft(torch.maximum(total.clamp(0.0, 1.5), (1 - cover * top) * head * strength.clamp(0.0, 1.5)))
+        flow = (flow * (gain * 2.0 / (self.out_size - 1)) * gate).permute(0, 2, 3, 1)
+        return F.grid_sample(textured, self.base_grid - flow, mode="bilinear", padding_mode="border", align_corners=True)
 
     @classmethod
     def from_state(cls, state: dict) -> "PrototypeAger":

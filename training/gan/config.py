@@ -39,6 +39,7 @@ class Aging2Config(CommonConfig):
     w_att_norm: float = 0.01
     w_adv: float = 0.05
     w_age: float = 0.2
+    guide_grey: bool = True  # the age guide sees the luminance only (losses.guide_view)
     w_id: float = 0.5
     anneal_start: int = 40000
     anneal_end: int = 100000

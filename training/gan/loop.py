@@ -43,10 +43,15 @@ MACHINE_KEYS = ("data", "format", "cache", "size", "workers", "threads", "steps"
                 "checkpoint_every", "eval_every", "eval_faces", "device", "amp", "teacher", "age_model")
 
 
-def adopt(cfg: Aging2Config, run_config: dict) -> Aging2Config:
-    """``cfg`` with the run's own settings of ``run_config`` (a resume point's) in place."""
+def adopt(cfg: Aging2Config, run_config: dict, keep=()) -> Aging2Config:
+    """``cfg`` with the run's own settings of ``run_config`` (a resume point's) in place, but for
+    the keys in ``keep`` (what the command line set on purpose, e.g. an earlier ``gan_start``).
+    The network's sizes are always the point's: its weights fit no other."""
+    bad = sorted(k for k in keep if k in ARCH and k in run_config and run_config[k] != getattr(cfg, k))
+    if bad:
+        raise ValueError(f"the resume point's network has its own {', '.join(bad)}; start a new run to change them")
     for k, v in run_config.items():
-        if k not in MACHINE_KEYS and hasattr(cfg, k):
+        if k not in MACHINE_KEYS and k not in keep and hasattr(cfg, k):
             setattr(cfg, k, tuple(v) if isinstance(getattr(cfg, k), tuple) else v)
     return cfg
 
@@ -165,7 +170,7 @@ class Trainer:
             self.critic.requires_grad_(True)
             losses["adv"] = L.adversarial_loss(torch.cat([d_face[:, None], d_patch], 1))
         if w["age"] > 0:
-            probs = self.net.fixed.source(L.guide_view(out, gen), lm)
+            probs = self.net.fixed.source(L.guide_view(out, gen, grey=cfg.guide_grey), lm)
             losses["age"] = L.age_loss(probs, t)
             extra["age_acc"] = float((probs.argmax(1) == t.argmax(1)).float().mean())
         if w["id"] > 0:
@@ -204,7 +209,7 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
-        return {"d_loss": float(loss)}
+        return {"d_loss": float(loss.detach())}
 
     def _identity(self, x, out, lm):
         from ..face_descriptor import FaceDescriptor, face_chips
@@ -273,9 +278,10 @@ def _teacher_for(cfg: Aging2Config, cache_dir: Path, run: Path) -> dict:
 
 
 def train(cfg: Aging2Config, cache_dir: Path, out: Path, resume: bool = False, stop_after: int | None = None,
-          start_from: Path | None = RESUME_POINT) -> Path:
+          start_from: Path | None = RESUME_POINT, keep=()) -> Path:
     """Train (or continue) the run in ``out``. With ``resume`` and no checkpoint.pt there, the run
-    starts from the resume point ``start_from`` (default: the one committed in the repository)."""
+    starts from the resume point ``start_from`` (default: the one committed in the repository),
+    with the point's settings but for the keys in ``keep`` (set on the command line)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cache = FaceCache(cache_dir)
@@ -289,7 +295,7 @@ def train(cfg: Aging2Config, cache_dir: Path, out: Path, resume: bool = False, s
         if point.get("kind") != "aging2-resume":
             raise ValueError(f"{start_from} is not a resume point of this network")
         log.info("starting %s from the resume point %s (step %d)", run, start_from, int(point["step"]))
-        cfg = adopt(cfg, point["config"])
+        cfg = adopt(cfg, point["config"], keep)
         (run / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     source = saved or point
     tr = Trainer(cfg, cache, source["teacher"] if source else _teacher_for(cfg, cache_dir, run))

@@ -129,7 +129,7 @@ class TeacherParts(nn.Module):
         self.age_net = teacher.age_net
         self.age_size, self.out_size, self.margin = teacher.age_size, teacher.out_size, teacher.margin
         self.groups = [list(g) for g in teacher.groups]
-        for name in ("age_points", "age_centre", "age_grid", "flows", "cover", "head", "base_grid"):
+        for name in ("age_points", "age_centre", "age_grid", "flows", "cover", "head", "top", "base_grid"):
             self.register_buffer(name, getattr(teacher, name).detach().clone())
         self.map = teacher.map
         self.flow_soft = teacher.flow_soft
@@ -141,20 +141,18 @@ class TeacherParts(nn.Module):
         return PrototypeAger.source(self, image, landmarks)  # the teacher's own code, on these parts
 
     def fields(self, w, landmarks):
-        """(flow (N,2,S,S) in crop pixels, cover, head) on this face."""
+        """(flow (N,2,S,S) in template pixels, cover, head, top) on this face."""
         n = w.shape[0]
         f = torch.cat([torch.einsum("nk,kchw->nchw", w, self.flows), self.cover.expand(n, -1, -1, -1),
-                       self.head.expand(n, -1, -1, -1)], 1)
+                       self.head.expand(n, -1, -1, -1), self.top.expand(n, -1, -1, -1)], 1)
         f = self.map.sample(f, self.map(landmarks))
-        return f[:, :2], f[:, 2:3], f[:, 3:4]
+        return f[:, :2], f[:, 2:3], f[:, 3:4], f[:, 4:5]
 
-    def warp(self, textured, flow, cover, head, regions):
-        """The teacher's shape change, gated as the teacher gates it."""
-        total = regions.sum(1, keepdim=True)
-        strength = (total * cover).sum((2, 3), keepdim=True) / ((cover * cover).sum((2, 3), keepdim=True) + 1e-3)
-        gate = self.flow_soft(total.clamp(0.0, 1.5) + (1 - cover) * head * strength.clamp(0.0, 1.5))
-        flow = (flow * (self.shape_gain * 2.0 / (self.out_size - 1)) * gate).permute(0, 2, 3, 1)
-        return F.grid_sample(textured, self.base_grid - flow, mode="bilinear", padding_mode="border", align_corners=True)
+    def warp(self, textured, flow, cover, head, top, regions):
+        """The teacher's shape change, gated as the teacher gates it (its own code)."""
+        from ..prototype import PrototypeAger
+
+        return PrototypeAger.shape_warp(self, textured, flow, regions, cover, head, top, self.shape_gain)
 
 
 class AgingNet(nn.Module):
@@ -270,12 +268,12 @@ class AgingNet(nn.Module):
             back = F.grid_sample((1 - att) * self.limit * torch.tanh(out[:, :3]) * win, grid,
                                  mode="bilinear", padding_mode="zeros", align_corners=True)
             local_change = local_change + regions[:, r : r + 1] * back
-        flow, cover, head = self.fixed.fields(w, landmarks)
+        flow, cover, head, top = self.fixed.fields(w, landmarks)
         gate = regions.sum(1, keepdim=True).clamp(0.0, 1.5) + (1 - cover) * head * hair.view(-1, 1, 1, 1).clamp(0.0, 1.5)
         global_change = F.interpolate((1 - g_att) * g_change, size=(s, s), mode="bilinear", align_corners=False)
         change = gate * global_change + local_change
         textured = (image + change).clamp(-1, 1)
-        aged = self.fixed.warp(textured, flow, cover, head, regions).clamp(-1, 1)
+        aged = self.fixed.warp(textured, flow, cover, head, top, regions).clamp(-1, 1)
         keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)
         return {"aged": aged, "keep": keep, "source": source, "change": change, "attention": [g_att] + l_atts}
 
