@@ -42,6 +42,14 @@ def test_teacher_losses_are_zero_on_the_teacher_and_grow_with_the_difference():
     assert float(L.teacher_multiscale_l1(t + 0.1, t)) == pytest.approx(0.1, abs=1e-5)
 
 
+def test_chroma_l1_sees_colour_but_not_lightness():
+    g = torch.Generator().manual_seed(4)
+    teacher = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    assert float(L.chroma_l1(teacher + 0.3, teacher)) < 1e-6  # lighter or darker alike: no colour change
+    redder = teacher + torch.tensor([0.3, 0.0, 0.0]).view(1, 3, 1, 1)
+    assert float(L.chroma_l1(redder, teacher)) > 0.05
+
+
 def test_local_l1_weighs_every_region_alike_and_ignores_outside():
     out, ref = torch.zeros(1, 3, 20, 20), torch.zeros(1, 3, 20, 20)
     masks = torch.zeros(1, 5, 20, 20)

@@ -38,6 +38,7 @@ from .filters import Blur
 LUMA = (0.299, 0.587, 0.114)
 CHEEK_PAIRS = ((2, 30), (3, 30), (14, 30), (13, 30), (1, 29), (15, 29))  # midpoints: cheek skin
 SKIN_TOL = 0.12  # RGB distance (0-1 units) under which a pixel counts as the face's skin
+HEAD_REACH = 1.25  # how far hair is looked for, in units of the head ellipse (voluminous hair reaches past it)
 SIDE_DEPTH = 0.6  # how far below the eyes hair beside the face is looked for, in eye-to-chin lengths
 HAIR_TOL = 0.14  # how far (RGB distance) a hair pixel's colour may be from the hair's mean colour
 
@@ -102,7 +103,7 @@ class HairGreying(nn.Module):
         up = 1.15 * chin  # the skull and its hair reach about as far above the eyes as the chin below
         ay = torch.where(v < 0, up, chin)
         q = torch.sqrt(((u - mid) / ax) ** 2 + (v / ay) ** 2 + 1e-8)
-        head = torch.sigmoid((1 - q) / 0.06)
+        head = torch.sigmoid((HEAD_REACH - q) / 0.1)
         # not the lower face (a beard is not the hair); the forehead is left to the colours (bangs grey)
         lower = torch.sigmoid((v + 0.5) / 0.1) * torch.sigmoid((0.95 - ((u - mid) / half).abs()) / 0.05)
         # the scalp above the forehead only: beside the face, shadowed skin, ears and a dark

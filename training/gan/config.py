@@ -33,6 +33,7 @@ class Aging2Config(CommonConfig):
     # to anneal_end down to teacher_floor; the critic, age guide and identity start at gan_start
     w_teacher: float = 1.0
     w_teacher_ms: float = 1.0  # multi-scale L1 (1/2, 1/4) to the teacher
+    w_chroma: float = 0.0  # L1 to the teacher's colour alone (losses.chroma_l1), never annealed
     w_local: float = 0.5  # LGIN's local L1, region by region (small regions count as much as large)
     w_tv: float = 0.02  # total variation of the change
     w_att_tv: float = 0.01

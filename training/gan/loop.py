@@ -67,7 +67,7 @@ def schedule(cfg: Aging2Config, step: int) -> dict:
     t = 1 - a * (1 - cfg.teacher_floor)
     gan = step >= cfg.gan_start
     return {"teacher": cfg.w_teacher * t, "teacher_ms": cfg.w_teacher_ms * t, "local": cfg.w_local * t, "tv": cfg.w_tv,
-            "att_tv": cfg.w_att_tv, "att_norm": cfg.w_att_norm, "adv": cfg.w_adv if gan else 0.0,
+            "chroma": cfg.w_chroma, "att_tv": cfg.w_att_tv, "att_norm": cfg.w_att_norm, "adv": cfg.w_adv if gan else 0.0,
             "age": cfg.w_age if gan else 0.0, "id": cfg.w_id if gan else 0.0}
 
 
@@ -157,6 +157,8 @@ class Trainer:
         w = schedule(cfg, step)
         losses = {"teacher": L.teacher_l1(out, t_aged), "teacher_ms": L.teacher_multiscale_l1(out, t_aged),
                   "local": L.local_l1(out, t_aged, masks), "tv": L.total_variation(p["change"])}
+        if w["chroma"] > 0:
+            losses["chroma"] = L.chroma_l1(out, t_aged)
         att = [L.attention_loss(a) for a in p["attention"]]
         losses["att_tv"] = sum(a for a, _ in att) / len(att)
         losses["att_norm"] = sum(b for _, b in att) / len(att)

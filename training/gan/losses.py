@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from ..filters import gaussian_kernel
 
+LUMA = (0.299, 0.587, 0.114)
+
 
 def teacher_l1(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """L1 to the teacher's output: the bulk of the signal at first."""
@@ -18,6 +20,15 @@ def teacher_multiscale_l1(out: torch.Tensor, teacher: torch.Tensor, scales=(2, 4
     """L1 to the teacher at coarser scales (area averages): the broad colour and tone, which the
     full-resolution L1 weighs no more than a fine line."""
     return sum((F.avg_pool2d(out, s) - F.avg_pool2d(teacher, s)).abs().mean() for s in scales) / len(scales)
+
+
+def chroma_l1(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """L1 to the teacher's colour alone (each image minus its luminance): the network may go past
+    the teacher's averaged lines and folds, not paint colours the teacher does not (coloured
+    streaks were the guide's shortcut)."""
+    luma = out.new_tensor(LUMA).view(1, 3, 1, 1)
+    chroma = lambda x: x - (x * luma).sum(1, keepdim=True)
+    return (chroma(out) - chroma(teacher)).abs().mean()
 
 
 def local_l1(out: torch.Tensor, ref: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -47,9 +58,6 @@ def critic_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
 def adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
     """The generator's side: raise the critic's score of its faces (for their target group)."""
     return -d_fake.mean()
-
-
-LUMA = (0.299, 0.587, 0.114)
 
 
 def guide_view(x: torch.Tensor, gen: torch.Generator, max_sigma: float = 1.2, noise: float = 0.03, levels: int = 32,
