@@ -299,8 +299,9 @@ def test_exported_models_match_pytorch(models_dir, age_run, aging_run, tiny_cach
     assert got["aged"].shape == (batch, 3, SIZE, SIZE) and got["attention"].shape == (batch, 1, SIZE, SIZE)
     np.testing.assert_allclose(got["aged"], ref_aged.numpy(), atol=1e-4)
     np.testing.assert_allclose(got["attention"], ref_att.numpy(), atol=1e-4)
-    assert got["aged"].min() >= -1 and got["aged"].max() <= 1
-    assert got["attention"].min() >= 0 and got["attention"].max() <= 1
+    eps = 1e-6  # float32 rounding (e.g. 1 - 1.0000001); how many threads trained the run changes it
+    assert got["aged"].min() >= -1 - eps and got["aged"].max() <= 1 + eps
+    assert got["attention"].min() >= -eps and got["attention"].max() <= 1 + eps
     # the engine's uint8 path agrees too
     images = ((x.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
     aged_u8, att = aging.run(images, t.numpy(), r.numpy())
@@ -399,7 +400,7 @@ def test_prototype_model_builds_and_exports(tiny_cache, age_run, tmp_path):
         source = module.source(x, lm)
         same, keep = module(x, source, r, lm, hair)  # target = the face's own age: nothing to change
     np.testing.assert_allclose(model.session.run(feed)["aged"], ref.numpy(), atol=1e-4)
-    np.testing.assert_allclose(same.numpy(), x.numpy(), atol=1e-5)
+    np.testing.assert_allclose(same.numpy(), x.numpy(), atol=5e-5)  # to grid_sample's rounding of the identity warp
     assert keep.min() > 0.999
     zero = model.session.run({**feed, "regions": np.zeros_like(feed["regions"]), "hair": np.zeros(3, np.float32)})
     assert np.abs(zero["aged"] - x.numpy())[:, :, :4, :4].max() < 1e-3
