@@ -1,4 +1,5 @@
-"""Gaussian blur as a module that exports to ONNX (two separable convolutions, reflected borders)."""
+"""Gaussian blur as a module that exports to ONNX (two separable convolutions, reflected borders),
+and the luma weights the training package reads lightness with."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+LUMA = (0.299, 0.587, 0.114)  # Rec. 601 luma weights (R, G, B): what every module here calls lightness
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:

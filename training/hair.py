@@ -33,9 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .filters import Blur
+from .filters import LUMA, Blur
 
-LUMA = (0.299, 0.587, 0.114)
 CHEEK_PAIRS = ((2, 30), (3, 30), (14, 30), (13, 30), (1, 29), (15, 29))  # midpoints: cheek skin
 SKIN_TOL = 0.12  # RGB distance (0-1 units) under which a pixel counts as the face's skin
 HEAD_REACH = 1.25  # how far hair is looked for, in units of the head ellipse (voluminous hair reaches past it)
@@ -106,8 +105,7 @@ class HairGreying(nn.Module):
         head = torch.sigmoid((HEAD_REACH - q) / 0.1)
         # not the lower face (a beard is not the hair); the forehead is left to the colours (bangs grey)
         lower = torch.sigmoid((v + 0.5) / 0.1) * torch.sigmoid((0.95 - ((u - mid) / half).abs()) / 0.05)
-        # the scalp above the forehead only: beside the face, shadowed skin, ears and a dark
-        # background are too easily taken for hair (seen on real photos: a grey halo)
+        # the scalp: above the forehead's upper part
         brow_v = ((((landmarks[:, 17:27] - centre.unsqueeze(1)) * down.unsqueeze(1)).sum(2)).mean(1) / dd).view(-1, 1, 1, 1)
         cap = torch.sigmoid((brow_v - 0.4 * chin - v) / 0.08)
         # and beside the face, beyond the jaw's width: the temples and hair worn long, down to

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .filters import LUMA
 from .groups import group_probs  # noqa: F401 (defined in the groups module; imported from here by older code)
 
 
@@ -171,7 +172,7 @@ class Generator(nn.Module):
         detail = (regions.clamp(0, 1) * torch.tanh(loc[:, :5])).sum(1, keepdim=True) * self.detail_limit
         attention = torch.sigmoid(g[:, 6:7] + loc[:, 5:6])
         x01 = (image + 1) * 0.5
-        lum = (x01 * image.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        lum = (x01 * image.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
         sat = 1 + torch.tanh(g[:, 2:3])
         gain = torch.exp(0.5 * torch.tanh(g[:, 0:1]))
         bias = 0.3 * torch.tanh(g[:, 1:2])

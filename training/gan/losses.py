@@ -6,9 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..filters import gaussian_kernel
-
-LUMA = (0.299, 0.587, 0.114)
+from ..filters import LUMA, gaussian_kernel
 
 
 def teacher_l1(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
