@@ -173,8 +173,8 @@ def test_untrained_network_is_the_teachers_warp(tiny_cache, teacher_run, age_run
     from training.gan.pairs import build_teacher, teacher_state
 
     state = teacher_state(teacher_run)
-    # the teacher's shape change alone (no colour, detail or tone), on a visible displacement field
-    state["config"] = {**state["config"], "gains": (0.0, 0.0, 1.7), "tone_gain": 0.0}
+    # the teacher's shape change alone (no colour, detail, tone or lines), on a visible displacement field
+    state["config"] = {**state["config"], "gains": (0.0, 0.0, 1.7), "tone_gain": 0.0, "wrinkle_gain": 0.0}
     teacher, _ = build_teacher(state)
     g = torch.Generator().manual_seed(3)
     low = torch.randn(8, 2, 4, 4, generator=g) * 3

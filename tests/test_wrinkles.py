@@ -1,0 +1,107 @@
+"""The prototype model's wrinkle map: real old faces' lines, chosen, masked and applied as a
+relative contrast by how far the target lies above the face's own age."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from testkit.contract_model import AGING_TEMPLATE  # noqa: E402
+from training.config import DECADES  # noqa: E402
+from training.nets import AgeNet  # noqa: E402
+from training.wrinkles import PER_TONE, exemplars, feature_mask, relative_detail, wrinkle_map  # noqa: E402
+
+S = 128
+
+
+def _shape(size: int = S) -> np.ndarray:
+    return np.array(AGING_TEMPLATE, np.float64) * size
+
+
+def _lines(amplitude: float, seed: int, size: int = S) -> np.ndarray:
+    """A flat skin-coloured face with thin dark horizontal lines of this depth every 5 px, in 0-255."""
+    y = np.full((size, size), 0.6)
+    y[2 + seed % 3 :: 5] *= 1 - amplitude
+    return (np.clip(np.stack([y * 1.1, y, y * 0.8], -1), 0, 1) * 255).astype(np.uint8)
+
+
+def test_relative_detail_is_the_same_on_a_darker_skin():
+    face = _lines(0.3, 0).astype(np.float32) / 255
+    light, dark = relative_detail(face), relative_detail(face * 0.4)
+    assert np.abs(light).max() > 0.05
+    np.testing.assert_allclose(dark, light, atol=2e-3)
+
+
+def test_the_map_leaves_out_eyes_brows_mouth_and_the_face_outline():
+    pts = _shape()
+    m = feature_mask(pts, S)
+    at = lambda p: float(m[int(round(p[1])), int(round(p[0]))])
+    for eye in (pts[36:42].mean(0), pts[42:48].mean(0)):
+        assert at(eye) < 0.05
+    assert at(pts[62]) < 0.05 and at(pts[51]) < 0.05  # inside the mouth, on the upper lip
+    assert at(pts[0]) < 0.05 and at(pts[8]) < 0.05  # the jaw line
+    assert at((pts[2] + pts[30]) / 2) > 0.5 and at((pts[14] + pts[30]) / 2) > 0.5  # the cheeks
+    assert at(pts[29]) > 0.5  # the nose's ridge
+    assert m[0].max() < 0.05  # faded out at the template's top edge (hairlines, hats)
+
+
+class _Cache:
+    """The few fields of FaceCache the map reads: faces already on the mean shape."""
+
+    def __init__(self, images, samples):
+        self.size = S
+        self.images = np.array(images)
+        self.samples = samples
+        self.landmarks = np.repeat(_shape()[None], len(images), 0).astype(np.float32)
+
+
+def test_exemplars_are_the_most_lined_women_of_each_skin_tone():
+    amps = [0.10, 0.40, 0.30, 0.35, 0.05, 0.25, 0.20, 0.45]
+    genders = [1, 1, 1, 1, 1, 1, 1, 0]  # the most lined face is a man's: left out (beard stubble)
+    races = [0, 0, 0, 1, 1, 1, 2, 0]
+    cache = _Cache([_lines(a, i) for i, a in enumerate(amps)],
+                   [{"gender": g, "race": r} for g, r in zip(genders, races)])
+    picked = exemplars(cache, np.arange(len(amps)), lambda img, lm: img, _shape())
+    assert sorted(picked) == sorted([1, 2, 3, 5, 6])  # per tone: the PER_TONE most lined women
+    assert PER_TONE == 2
+    grey = np.repeat(_lines(0.4, 9).mean(-1, keepdims=True), 3, -1).astype(np.uint8)
+    cache = _Cache([grey], [{"gender": 1, "race": 0}])  # a black-and-white photo: not used
+    assert exemplars(cache, np.arange(1), lambda img, lm: img, _shape()) == []
+    assert not wrinkle_map(cache, np.arange(1), lambda img, lm: img, _shape()).any()
+
+
+def test_the_lines_follow_the_target_above_the_faces_own_age_and_keep_skin_tone():
+    from training.prototype import PrototypeAger
+
+    s, k = 32, 8
+    lines = torch.zeros(s, s)
+    lines[12:14, 8:24] = -0.2  # a line across the cheeks, 20 % darker at the oldest target
+    protos = {"textures": torch.zeros(k, 3, s, s), "log_energy": torch.zeros(k, 3, s, s), "flows": torch.zeros(k, 2, s, s),
+              "mean_shape": torch.from_numpy(_shape(s)).float(), "wrinkles": lines[None, None]}
+    ones = torch.ones(s, s)
+
+    def ager(source: int):
+        m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=(0, 0, 0), colour_sigma=0.0, detail_limit=1.0,
+                          group_scale=(1.0,) * k, tone_gain=0.0, shape_scale=(1.0,) * k, hair_levels=(0.0,) * k,
+                          brow_levels=(0.0,) * k, margin=0, wrinkle_levels=(0, 0, 0, 0.1, 0.3, 0.55, 0.8, 1.0))
+        m.source = lambda image, landmarks: torch.eye(k)[[source] * len(image)]
+        return m.eval()
+
+    regions = torch.zeros(1, 5, s, s)
+    regions[:, 1] = 1.0
+    lm = torch.from_numpy(_shape(s)).float()[None]
+
+    def ratio(source: int, target: int, face: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out, _ = ager(source)(face, torch.eye(k)[[target]], regions, lm, torch.ones(1))
+        return ((out + 1) / (face + 1))[0, :, 12:14, 10:22]
+
+    dark, light = torch.full((1, 3, s, s), -0.6), torch.full((1, 3, s, s), 0.4)
+    assert torch.allclose(ratio(0, 7, dark), torch.tensor(0.8), atol=1e-4)
+    assert torch.allclose(ratio(0, 7, light), torch.tensor(0.8), atol=1e-4)  # the same fraction on both
+    assert torch.allclose(ratio(0, 5, light), torch.tensor(1 - 0.2 * 0.55), atol=1e-4)
+    assert torch.allclose(ratio(5, 7, light), torch.tensor(1 - 0.2 * 0.45), atol=1e-4)  # only what lies above
+    assert torch.allclose(ratio(7, 0, light), torch.tensor(1.0), atol=1e-5)  # made young: no lines added
+    assert torch.allclose(ratio(7, 7, light), torch.tensor(1.0), atol=1e-5)

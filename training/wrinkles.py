@@ -1,0 +1,127 @@
+"""A wrinkle map for the prototype model: the fine lines and folds of real old faces, in the
+template's coordinates, as a relative contrast (detail / local brightness).
+
+The prototypes' texture energy can only deepen the wrinkles a face already has; a smooth young
+face has none, and an average of many faces cancels every wrinkle that is not in the same place
+on all of them. Tiddeman, Stirrat & Perrett (2005) made their old prototypes look old again by
+synthesising their texture from real faces. The same idea, kept small: a few old faces of the
+training split (frontal, in colour, without glasses, women where the data says so, so no beard
+stubble; the most wrinkled of each skin-tone group, so no one population's face is painted on
+everyone), warped to the mean shape, their detail averaged and each pixel's amplitude put back
+to theirs (an average of a few faces keeps its lines but weakens them). Relative contrast, so a
+dark and a light skin get the same lines (applied as x * (1 + a * map)). Eyes, brows, the mouth
+and nostrils are left out: those are features, not wrinkles.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from core.regions import REGION_NAMES, face_mask, region_masks
+from .filters import LUMA
+
+FINE, BROAD = 0.6, 4.0  # the detail band (px at 128): lines and folds, not noise or shading
+ENERGY = 3.0  # local amplitude: G(3) * |detail|
+PER_TONE = 2  # exemplars per skin-tone label (UTKFace race 0-3); 8 when unlabelled
+FLOOR = 0.08  # darkest local brightness divided by (deep shadow is not a line)
+LIMIT = 0.25  # the largest relative contrast of the map
+
+
+def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def relative_detail(image01: np.ndarray) -> np.ndarray:
+    """(S, S) detail of the luminance between FINE and BROAD, divided by the local brightness."""
+    y = image01.astype(np.float32) @ np.array(LUMA, np.float32)
+    base = _gauss(y, BROAD * y.shape[0] / 128)
+    return (_gauss(y, FINE * y.shape[0] / 128) - base) / np.maximum(base, FLOOR)
+
+
+def _disc(points: np.ndarray, size: int, centre: np.ndarray, radius: float) -> np.ndarray:
+    m = np.zeros((size, size), np.float32)
+    cv2.circle(m, (int(round(centre[0])), int(round(centre[1]))), max(1, int(round(radius))), 1.0, -1)
+    return m
+
+
+def feature_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """(S, S) in [0, 1]: where wrinkles may go on a face with these landmarks: its forehead,
+    nose and cheeks regions (which hold crow's feet, bags and folds) less the eyes, brows, lips
+    and nostrils, soft-edged."""
+    masks = region_masks(points, (size, size))
+    skin = np.maximum.reduce([masks[REGION_NAMES.index(n)] for n in ("forehead", "nose", "cheeks", "eyes")])
+    d = float(np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0)))
+    r = max(1, int(round(0.15 * d)))  # away from the face's outline (a background or hair edge in an exemplar)
+    inner = cv2.erode(face_mask(points, (size, size)).astype(np.float32), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    skin = np.minimum(skin, inner)
+    # and fading out towards the template's top edge, where hair, hats and hairlines are
+    brows = float(points[17:27, 1].mean())
+    t = np.clip(np.arange(size, dtype=np.float32) / max(0.5 * brows, 1e-6), 0, 1)
+    skin = skin * (t * t * (3 - 2 * t))[:, None]
+    out = np.zeros((size, size), np.float32)
+    for idx in (range(17, 22), range(22, 27)):
+        cv2.polylines(out, [np.round(points[list(idx)] * 16).astype(np.int32)], False, 1.0, max(1, int(round(0.12 * d))), cv2.LINE_AA, shift=4)
+    for idx in (range(36, 42), range(42, 48), range(48, 60)):
+        cv2.fillPoly(out, [np.round(points[list(idx)] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    for i in (31, 35):  # the nostrils' wings
+        out = np.maximum(out, _disc(points, size, points[i], 0.07 * d))
+    r = max(1, int(round(0.05 * d)))
+    out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    keep = np.clip(skin - out, 0, 1)
+    return np.clip(_gauss(keep, 0.05 * d), 0, 1)
+
+
+def _yaw(lm: np.ndarray) -> float:
+    return float((lm[30, 0] - lm[0, 0]) / max(lm[16, 0] - lm[0, 0], 1.0) - 0.5)
+
+
+def exemplars(cache, rows: np.ndarray, warp, mean_shape: np.ndarray) -> list[int]:
+    """Indices (into the cache) of the old faces the map is made of; ``rows`` are candidates
+    (the oldest group of the training split), ``warp(image, landmarks)`` puts a face on the mean
+    shape."""
+    size = cache.size
+    d = float(np.linalg.norm(mean_shape[42:48].mean(0) - mean_shape[36:42].mean(0)))
+    bridge = _disc(mean_shape, size, mean_shape[27], 0.1 * d)
+    cheeks = np.maximum(_disc(mean_shape, size, (mean_shape[2] + mean_shape[30]) / 2, 0.18 * d),
+                        _disc(mean_shape, size, (mean_shape[14] + mean_shape[30]) / 2, 0.18 * d))
+    brow_y = mean_shape[17:27, 1].mean()
+    forehead = np.zeros((size, size), np.float32)
+    cv2.rectangle(forehead, (int(mean_shape[19, 0]), int(brow_y - 0.45 * d)), (int(mean_shape[24, 0]), int(brow_y - 0.15 * d)), 1.0, -1)
+    mean_in = lambda e, m: float((e * m).sum() / max(m.sum(), 1e-6))
+    found = []
+    for i in rows:
+        s = cache.samples[i]
+        lm = cache.landmarks[i].astype(np.float64)
+        img = warp(np.asarray(cache.images[i]), lm).astype(np.float32) / 255.0
+        y = img @ np.array(LUMA, np.float32)
+        colour = float(np.abs(img - y[..., None]).mean())
+        e = _gauss(np.abs(relative_detail(img)), ENERGY)
+        if abs(_yaw(lm)) > 0.06 or colour < 0.02 or mean_in(e, bridge) > 1.3 * mean_in(e, cheeks):
+            continue  # turned, black-and-white, or glasses (a bridge across the nose)
+        if s.get("gender") is not None and int(s["gender"]) != 1:
+            continue
+        found.append((np.log(mean_in(e, forehead) + 1e-4) + np.log(mean_in(e, cheeks) + 1e-4), s.get("race"), int(i)))
+    found.sort(key=lambda f: -f[0])
+    tones = sorted({f[1] for f in found if f[1] is not None and int(f[1]) < 4})
+    if not tones:
+        return [f[2] for f in found[: 4 * PER_TONE]]
+    picked = []
+    for t in tones:
+        picked += [f[2] for f in found if f[1] == t][:PER_TONE]
+    return picked
+
+
+def wrinkle_map(cache, rows: np.ndarray, warp, mean_shape: np.ndarray) -> np.ndarray:
+    """(S, S) float32: the exemplars' relative detail, averaged with each pixel's amplitude put
+    back to theirs, on the skin of the mean shape (see the module docstring); zeros if the data
+    has no usable old face."""
+    size = cache.size
+    picked = exemplars(cache, rows, warp, mean_shape)
+    if not picked:
+        return np.zeros((size, size), np.float32)
+    rel = np.array([relative_detail(warp(np.asarray(cache.images[i]), cache.landmarks[i].astype(np.float64)) / 255.0) for i in picked])
+    avg = rel.mean(0)
+    amplitude = np.mean([_gauss(np.abs(r), ENERGY) for r in rel], 0)
+    out = avg * amplitude / (_gauss(np.abs(avg), ENERGY) + 1e-3)
+    return (np.clip(out, -LIMIT, LIMIT) * feature_mask(mean_shape, size)).astype(np.float32)
