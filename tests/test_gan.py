@@ -168,6 +168,29 @@ def _inputs(tiny_cache, margin, n=2, k=8):
     return x, t, masks, lm, torch.ones(n)
 
 
+def test_mirrored_faces_keep_their_landmarks_on_their_features():
+    from core.regions import FLIP
+    from training.gan.pairs import mirror
+
+    s = 40
+    g = torch.Generator().manual_seed(0)
+    lm = torch.rand(2, 68, 2, generator=g) * (s - 1)
+    lm = lm.round()  # whole pixels, to read the image there
+    x = torch.zeros(2, 3, s, s)
+    masks = torch.zeros(2, 5, s, s)
+    for n in range(2):
+        x[n, :, int(lm[n, 36, 1]), int(lm[n, 36, 0])] = 1.0  # a mark on the image's left eye corner
+        masks[n, 1, :, : s // 4] = 1.0  # an "eyes" mask on the image's left quarter
+    fx, flm, fm = mirror(x, lm, masks, np.array([True, False]))
+    # the mirrored face: the mark lies at the point now numbered as the other eye's corner (45)
+    assert float(fx[0, 0, int(flm[0, 45, 1]), int(flm[0, 45, 0])]) == 1.0
+    assert torch.allclose(flm[0, :, 0], (s - 1) - lm[0, torch.from_numpy(FLIP), 0])
+    assert float(fm[0, 1, :, -(s // 4):].min()) == 1.0 and float(fm[0, 1, :, : s // 4].max()) == 0.0
+    assert torch.equal(fx[1], x[1]) and torch.equal(flm[1], lm[1]) and torch.equal(fm[1], masks[1])  # not flagged
+    twice = mirror(*mirror(x, lm, masks, np.array([True, True])), np.array([True, True]))
+    assert all(torch.equal(a, b) for a, b in zip(twice, (x, lm, masks)))
+
+
 def test_untrained_network_is_the_teachers_warp(tiny_cache, teacher_run, age_run):
     from training.gan.loop import build_net
     from training.gan.pairs import build_teacher, teacher_state

@@ -51,6 +51,7 @@ class Aging2Config(CommonConfig):
     strength_jitter: float = 0.3
     hair_jitter: float = 0.3
     blend: float = 0.25
+    flip: float = 0.5  # share of the batch seen mirrored (faces, landmarks, regions): a turned face both ways
     # logging
     log_every: int = 25
     sample_every: int = 500

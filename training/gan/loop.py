@@ -31,7 +31,7 @@ from ..runtime import EMA, RunLog, load_checkpoint, prepare_run, rng, save_check
 from . import losses as L
 from .config import Aging2Config
 from .nets import AgingNet, Critic
-from .pairs import build_teacher, compact_teacher, conditions, load_faces, resolve_path, teacher_state
+from .pairs import build_teacher, compact_teacher, conditions, load_faces, mirror, resolve_path, teacher_state
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class Trainer:
         idx = np.sort(r.choice(self.train_idx, b, replace=False))
         x, lm, masks = load_faces(self.cache, idx, self.margin)
         t, s, hair = conditions(r, b, self.k, self.cfg.blend, self.cfg.strength_jitter, self.cfg.hair_jitter)
+        x, lm, masks = mirror(x, lm, masks, r.random(b) < self.cfg.flip)
         return x, lm, masks, t, masks * s[:, :, None, None], hair
 
     def step(self) -> dict:

@@ -30,6 +30,23 @@ def load_faces(cache: FaceCache, idx: np.ndarray, margin: int):
     return x, lm, masks
 
 
+def mirror(x: torch.Tensor, lm: torch.Tensor, masks: torch.Tensor, flags: np.ndarray):
+    """The faces where ``flags`` is set, mirrored left to right: image and region masks flipped
+    (every region is symmetric, so its channel stays), landmarks moved and renumbered (the image's
+    left eye becomes its right eye: core.regions.FLIP)."""
+    from core.regions import FLIP
+
+    idx = torch.from_numpy(np.flatnonzero(flags))
+    if not len(idx):
+        return x, lm, masks
+    x, lm, masks = x.clone(), lm.clone(), masks.clone()
+    x[idx], masks[idx] = x[idx].flip(-1), masks[idx].flip(-1)
+    moved = lm[idx][:, torch.from_numpy(FLIP)]
+    moved[..., 0] = (x.shape[-1] - 1) - moved[..., 0]
+    lm[idx] = moved
+    return x, lm, masks
+
+
 def conditions(r: np.random.Generator, n: int, k: int, blend: float = 0.25, strength_jitter: float = 0.3,
                hair_jitter: float = 0.3):
     """(target (N,K), strengths (N,5), hair (N,)): one-hot targets, a share ``blend`` of them two
