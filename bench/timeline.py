@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# all eight groups into a 12 MP photo on a 2-core CPU (the 0.12 s of the 128 px statistics
+# prototype was an engineering target; the model that sees the face's own landmarks at 224 px
+# costs more, and the issue's bar is this one)
+BAR = 0.5
 sys.path.insert(0, str(ROOT))  # the checkout: core, and testkit (shared with the tests)
 
 import cv2  # noqa: E402
@@ -152,7 +156,7 @@ def main(argv=None) -> int:
         print(f"{key:<26}{b[key] * 1000:>10.1f}{b_min[key] * 1000:>8.1f}{naive_ms}")
     print(f"\nbatched total {b['total']:.3f} s (min {b_min['total']:.3f} s; whole-photo paste-back "
           f"{b['total, whole photo']:.3f} s) vs naive {n['total']:.3f} s; "
-          f"target <= 0.12 s: {'met' if b_min['total'] <= 0.12 else 'NOT met'} (on the minimum)")
+          f"bar <= {BAR} s (the aging-model issue, on the median): {'met' if b['total'] <= BAR else 'NOT met'}")
     print(f"one timeline frame (blend + paste-back of the face's rectangle, no inference): "
           f"{b['timeline frame'] * 1000:.1f} ms")
     return 0
