@@ -6,9 +6,10 @@ face has none, and an average of many faces cancels every wrinkle that is not in
 on all of them. Tiddeman, Stirrat & Perrett (2005) made their old prototypes look old again by
 synthesising their texture from real faces. The same idea, kept small: a few old faces of the
 training split (frontal, in colour, without glasses, women where the data says so, so no beard
-stubble; the most wrinkled of each skin-tone group, so no one population's face is painted on
-everyone), warped to the mean shape, their detail averaged and each pixel's amplitude put back
-to theirs (an average of a few faces keeps its lines but weakens them). Relative contrast, so a
+stubble, and looking like the other candidates once warped, so no face the landmarks missed; the
+most wrinkled of each skin-tone group, so no one population's face is painted on everyone),
+warped to the mean shape, their detail averaged and each pixel's amplitude put back to theirs
+(an average of a few faces keeps its lines but weakens them). Relative contrast, so a
 dark and a light skin get the same lines (applied as x * (1 + a * map)). Eyes, brows, the mouth
 and nostrils are left out: those are features, not wrinkles.
 """
@@ -25,6 +26,7 @@ FINE, BROAD = 0.6, 4.0  # the detail band (px at 128): lines and folds, not nois
 ENERGY = 3.0  # local amplitude: G(3) * |detail|
 PER_TONE = 2  # exemplars per skin-tone label (UTKFace race 0-3); 8 when unlabelled
 FLOOR = 0.08  # darkest local brightness divided by (deep shadow is not a line)
+MIN_LIKENESS = 0.2  # correlation with the candidates' mean face below which a face is misaligned
 LIMIT = 0.25  # the largest relative contrast of the map
 
 
@@ -89,7 +91,8 @@ def exemplars(cache, rows: np.ndarray, warp, mean_shape: np.ndarray) -> list[int
     forehead = np.zeros((size, size), np.float32)
     cv2.rectangle(forehead, (int(mean_shape[19, 0]), int(brow_y - 0.45 * d)), (int(mean_shape[24, 0]), int(brow_y - 0.15 * d)), 1.0, -1)
     mean_in = lambda e, m: float((e * m).sum() / max(m.sum(), 1e-6))
-    found = []
+    face = face_mask(mean_shape, (size, size)) > 0.5
+    found, looks = [], []
     for i in rows:
         s = cache.samples[i]
         lm = cache.landmarks[i].astype(np.float64)
@@ -101,7 +104,17 @@ def exemplars(cache, rows: np.ndarray, warp, mean_shape: np.ndarray) -> list[int
             continue  # turned, black-and-white, or glasses (a bridge across the nose)
         if s.get("gender") is not None and int(s["gender"]) != 1:
             continue
+        z = y[face]
+        looks.append((z - z.mean()) / (z.std() + 1e-6))
         found.append((np.log(mean_in(e, forehead) + 1e-4) + np.log(mean_in(e, cheeks) + 1e-4), s.get("race"), int(i)))
+    if found:
+        # a face whose landmarks were not found on it (a close-up, a chip the detector missed) does
+        # not look like the others once warped to the mean shape: its light and dark fall elsewhere
+        z = np.array(looks)
+        others = (z.sum(0, keepdims=True) - z) / max(len(z) - 1, 1)  # each face's likeness to the rest
+        others = (others - others.mean(1, keepdims=True)) / (others.std(1, keepdims=True) + 1e-6)
+        like = (z * others).mean(1) if len(z) > 1 else np.ones(1)
+        found = [f for f, c in zip(found, like) if c >= MIN_LIKENESS]
     found.sort(key=lambda f: -f[0])
     tones = sorted({f[1] for f in found if f[1] is not None and int(f[1]) < 4})
     if not tones:
