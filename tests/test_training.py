@@ -462,7 +462,8 @@ def _gate_everywhere(s: int = 32) -> torch.Tensor:
 
 
 def test_prototype_transform_follows_its_prototypes():
-    from training.prototype import LUMA, top_fade
+    from training.face_masks import top_fade
+    from training.filters import LUMA
 
     s, k = 32, 8
     protos = _flat_protos(k, s)
@@ -545,7 +546,7 @@ def test_a_margin_around_the_face_changes_nothing_but_the_framing():
 def test_the_change_fades_out_over_the_upper_forehead_without_a_line():
     """Regions that end at the template's top edge (a bald head, a high forehead): the colour
     change fades to nothing over the forehead's upper part instead of stopping in a line."""
-    from training.prototype import top_fade
+    from training.face_masks import top_fade
 
     s, k, margin = 32, 8, 6
     protos = _flat_protos(k, s)

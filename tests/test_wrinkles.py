@@ -53,35 +53,31 @@ def test_the_map_leaves_out_eyes_brows_mouth_and_the_face_outline():
     assert m[0].max() < 0.05  # faded out at the template's top edge (hairlines, hats)
 
 
-class _Cache:
-    """The few fields of FaceCache the map reads: faces already on the mean shape."""
-
-    def __init__(self, images, samples):
-        self.size = S
-        self.images = np.array(images)
-        self.samples = samples
-        self.landmarks = np.repeat(_shape()[None], len(images), 0).astype(np.float32)
+def _candidates(faces, labels):
+    """``exemplars``' arguments for faces already on the mean shape (frontal, at the template)."""
+    landmarks = np.repeat(_shape()[None], len(faces), 0)
+    return np.array(faces), landmarks, labels, _shape()
 
 
 def test_exemplars_are_the_most_lined_women_of_each_skin_tone():
     amps = [0.10, 0.40, 0.30, 0.35, 0.05, 0.25, 0.20, 0.45]
     genders = [1, 1, 1, 1, 1, 1, 1, 0]  # the most lined face is a man's: left out (beard stubble)
     races = [0, 0, 0, 1, 1, 1, 2, 0]
-    cache = _Cache([_lines(a, i) for i, a in enumerate(amps)],
-                   [{"gender": g, "race": r} for g, r in zip(genders, races)])
-    picked = exemplars(cache, np.arange(len(amps)), lambda img, lm: img, _shape())
-    assert sorted(picked) == sorted([1, 2, 3, 5, 6])  # per tone: the PER_TONE most lined women
+    labels = [{"gender": g, "race": r} for g, r in zip(genders, races)]
+    # per tone, its PER_TONE most lined women
+    women = [i for i in range(len(amps)) if genders[i] == 1]
+    expected = sorted(i for t in set(races) for i in sorted((i for i in women if races[i] == t), key=lambda i: -amps[i])[:PER_TONE])
+    faces = [_lines(a, i) for i, a in enumerate(amps)]
+    assert sorted(exemplars(*_candidates(faces, labels))) == expected
+    assert len(expected) < len(women)  # some lined women were passed over
     # a face the landmarks missed (its mouth and lines elsewhere once "aligned"): left out, though
     # it is the most lined woman of its tone
     crossed = np.ascontiguousarray(_lines(0.5, 0).transpose(1, 0, 2))
-    cache = _Cache([_lines(a, i) for i, a in enumerate(amps)] + [crossed],
-                   [{"gender": g, "race": r} for g, r in zip(genders, races)] + [{"gender": 1, "race": 2}])
-    assert sorted(exemplars(cache, np.arange(len(amps) + 1), lambda img, lm: img, _shape())) == sorted([1, 2, 3, 5, 6])
-    assert PER_TONE == 2
+    assert sorted(exemplars(*_candidates(faces + [crossed], labels + [{"gender": 1, "race": 2}]))) == expected
     grey = np.repeat(_lines(0.4, 9).mean(-1, keepdims=True), 3, -1).astype(np.uint8)
-    cache = _Cache([grey], [{"gender": 1, "race": 0}])  # a black-and-white photo: not used
-    assert exemplars(cache, np.arange(1), lambda img, lm: img, _shape()) == []
-    assert not wrinkle_map(cache, np.arange(1), lambda img, lm: img, _shape()).any()
+    args = _candidates([grey], [{"gender": 1, "race": 0}])  # a black-and-white photo: not used
+    assert exemplars(*args) == []
+    assert not wrinkle_map(*args).any()
 
 
 def test_the_lines_follow_the_target_above_the_faces_own_age_and_keep_skin_tone():

@@ -1,14 +1,21 @@
 """Gaussian blur as a module that exports to ONNX (two separable convolutions, reflected borders),
-and the luma weights the training package reads lightness with."""
+the same blur on numpy images (OpenCV), and the luma weights the training package reads
+lightness with."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601 luma weights (R, G, B): what every module here calls lightness
+
+
+def gauss(x: np.ndarray, sigma: float) -> np.ndarray:
+    """A numpy image blurred by a Gaussian of ``sigma`` px, borders reflected."""
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:

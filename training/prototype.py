@@ -49,10 +49,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.align import ALIGN_POINTS
-from core.regions import REGION_NAMES, face_mask, region_masks
+from core.regions import face_mask
 from .age_source import load_age_state
 from .baseline import cover_and_head
-from .filters import LUMA, Blur
+from .face_masks import EYES_AND_MOUTH, brows_and_eyes, openings, skin_mask, top_fade
+from .filters import LUMA, Blur, gauss
 from .hair import HairGreying
 from .nets import AgeNet, group_probs
 from .preprocess import FaceCache
@@ -83,8 +84,9 @@ FLOW_SIGMA = 3.0
 # made 70+ drifted 3.1 ΔE00; at 0.15, 2.9, with the same ages); 0-9 pulled in to 0.7; coring at
 # 0.01 (a young face aged to 60+ gets folds, not crackle). The 48 px margin (224 px crop) holds
 # the head and its hair; with it and the hair and forehead changes (not measured one by one),
-# 400 validation faces: 70+ verified 94.8 % (89.8 % before), judged 46.8 years (47.7); stronger gains or 50+ scales bought 1.6-2.6 years at 70+ for 5-9
-# points of verification and were not taken. The wrinkle map's gain (400 validation faces): none /
+# 400 validation faces: 70+ verified 94.8 % (89.8 % before), judged 46.8 years (47.7); stronger
+# gains or 50+ scales bought 1.6-2.6 years at 70+ for 5-9 points of verification and were not
+# taken. The wrinkle map's gain (400 validation faces): none /
 # 1.0 / 1.5 / 2.0 gave 70+ aged 52.5 / 58.9 / 60.7 / 61.9 years by the guide at 94.8 / 87.8 / 84.0 /
 # 81.2 % verified (the independent judge's validation figures, printed alongside, agree: 46.8 /
 # 52.5 / 55.3 / 57.3); without the lines around the eyes, 2.0 bought no better a trade (83.2 %);
@@ -97,10 +99,6 @@ SETTINGS = {"gains": (2.1, 3.7, 1.75), "max_log_ratio": 1.2, "colour_sigma": 1.2
             "wrinkle_gain": 1.0, "wrinkle_levels": (0.0, 0.0, 0.0, 0.1, 0.3, 0.55, 0.8, 1.0)}
 SOFT_EDGE = 2.0  # px at 128: the colour and detail changes fade over the region masks' edge and more
 FLOW_EDGE = 6.0  # px at 128: the shape change fades over a wider band
-# the colour and detail changes fade out over the upper part of the forehead (this share of the
-# way from the brows to the template's top edge), so a bald head or a high forehead shows no
-# line where the averaged faces' hairline was
-FOREHEAD_FADE = 0.6
 
 
 def _border_points(size: int, per_side: int = 4) -> np.ndarray:
@@ -157,12 +155,8 @@ class Mesh:
         return cv2.remap(image, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-
-
 def bands_np(y: np.ndarray) -> list[np.ndarray]:
-    levels = [y] + [_gauss(y, s) for s in BAND_SIGMAS]
+    levels = [y] + [gauss(y, s) for s in BAND_SIGMAS]
     return [levels[i] - levels[i + 1] for i in range(len(BAND_SIGMAS))]
 
 
@@ -217,7 +211,7 @@ def learn(cache: FaceCache, groups: list) -> dict:
             f = norm[j + n].astype(np.float32) / 255.0
             for b, band in enumerate(bands_np(f @ luma)):
                 if cell[j + n] >= 0:
-                    esum[gi[j + n], cell[j + n], b] += _gauss(np.abs(band), ENERGY_SIGMA)
+                    esum[gi[j + n], cell[j + n], b] += gauss(np.abs(band), ENERGY_SIGMA)
     counts = np.zeros((k, n_cells))
     np.add.at(counts, (gi[cell >= 0], cell[cell >= 0]), 1)
     tex = np.zeros((k, size, size, 3))
@@ -244,8 +238,9 @@ def learn(cache: FaceCache, groups: list) -> dict:
         tex = tex * (1 - beard) + women * beard
     tex = _neutralise(tex, mean_shape)
     zero = np.zeros_like(mesh.border)
-    flows = np.stack([_gauss(mesh.field(np.concatenate([s - mean_shape, zero])).astype(np.float32), FLOW_SIGMA) for s in shapes])
-    wrinkles = wrinkle_map(cache, train[gi == k - 1], mesh.to_mean, mean_shape)
+    flows = np.stack([gauss(mesh.field(np.concatenate([s - mean_shape, zero])).astype(np.float32), FLOW_SIGMA) for s in shapes])
+    old = np.flatnonzero(gi == k - 1)  # the oldest group's faces, already warped to the mean shape
+    wrinkles = wrinkle_map(norm[old], lms[old], [cache.samples[i] for i in train[old]], mean_shape)
     return {
         "textures": torch.from_numpy(tex.transpose(0, 3, 1, 2) * 2 - 1).float(),  # (K, 3, S, S) in [-1, 1]
         "log_energy": torch.from_numpy(np.log(energy + 1e-4)).float(),  # (K, B, S, S)
@@ -257,9 +252,6 @@ def learn(cache: FaceCache, groups: list) -> dict:
     }
 
 
-EYES_AND_MOUTH = (list(range(36, 42)), list(range(42, 48)), list(range(60, 68)))
-
-
 def _beard_area(mean_shape: np.ndarray, size: int) -> np.ndarray:
     """Upper lip, mouth corners and chin on the mean shape: below the nose, inside the jaw; soft-edged."""
     jaw = mean_shape[3:14]
@@ -267,7 +259,7 @@ def _beard_area(mean_shape: np.ndarray, size: int) -> np.ndarray:
     poly = np.concatenate([jaw, nose])
     area = np.zeros((size, size), np.float32)
     cv2.fillPoly(area, [np.round(poly * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    return _gauss(area, size / 40)
+    return gauss(area, size / 40)
 
 
 def _neutralise(tex: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
@@ -281,52 +273,8 @@ def _neutralise(tex: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
     inner = np.zeros((size, size), np.float32)
     for idx in EYES_AND_MOUTH:
         cv2.fillPoly(inner, [np.round(mean_shape[idx] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    inner = _gauss(cv2.dilate(inner, np.ones((3, 3), np.uint8)), 1.5)[None, ..., None]
+    inner = gauss(cv2.dilate(inner, np.ones((3, 3), np.uint8)), 1.5)[None, ..., None]
     return tex * (1 - inner) + tex.mean(0, keepdims=True) * inner
-
-
-def openings(points: np.ndarray, size: int) -> np.ndarray:
-    """The eye openings (36-41, 42-47) and the open mouth (60-67) on a face with these landmarks,
-    a little widened, soft-edged."""
-    d = float(np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0)))
-    mask = np.zeros((size, size), np.float32)
-    for idx in EYES_AND_MOUTH:
-        cv2.fillPoly(mask, [np.round(points[idx] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    r = max(1, int(round(0.06 * d)))
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return np.clip(_gauss(mask, 0.04 * d), 0, 1)
-
-
-def brows_and_eyes(points: np.ndarray, size: int) -> np.ndarray:
-    """The brows (17-26) and the eyes with their lash lines (36-47, widened) on a face with these
-    landmarks, soft-edged: where an age group's colour says more about its members' eyes (a
-    child's iris fills more of the opening) and brows than about aging."""
-    d = float(np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0)))
-    mask = np.zeros((size, size), np.float32)
-    for idx in (range(17, 22), range(22, 27)):
-        line = np.round(points[list(idx)] * 16).astype(np.int32)
-        cv2.polylines(mask, [line], False, 1.0, max(1, int(round(0.22 * d))), cv2.LINE_AA, shift=4)
-    for idx in (range(36, 42), range(42, 48)):
-        cv2.fillPoly(mask, [np.round(points[list(idx)] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    r = max(1, int(round(0.12 * d)))
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return np.clip(_gauss(mask, 0.06 * d), 0, 1)
-
-
-def top_fade(points: np.ndarray, size: int, share: float = FOREHEAD_FADE) -> np.ndarray:
-    """(size, size) in [0, 1]: 1 below the forehead's upper part, falling smoothly (smoothstep) to 0
-    at the template's top edge over ``share`` of the way from the brows up to it."""
-    brows = float(points[17:27, 1].mean())
-    start = brows * share
-    t = np.clip(np.arange(size, dtype=np.float64) / max(start, 1e-6), 0, 1)
-    col = t * t * (3 - 2 * t)
-    return np.repeat(col[:, None], size, 1).astype(np.float32)
-
-
-def skin_mask(points: np.ndarray, size: int) -> np.ndarray:
-    """Forehead, nose and cheeks on a face with these landmarks: where a skin tone is read."""
-    masks = region_masks(points, (size, size))
-    return np.maximum.reduce([masks[REGION_NAMES.index(n)] for n in ("forehead", "nose", "cheeks")])
 
 
 class PrototypeAger(nn.Module):

@@ -20,28 +20,27 @@ import cv2
 import numpy as np
 
 from core.regions import REGION_NAMES, face_mask, region_masks
-from .filters import LUMA
+from .eval_slices import yaw_degrees
+from .face_masks import top_fade
+from .filters import LUMA, gauss
 
 FINE, BROAD = 0.6, 4.0  # the detail band (px at 128): lines and folds, not noise or shading
 ENERGY = 3.0  # local amplitude: G(3) * |detail|
 PER_TONE = 2  # exemplars per skin-tone label (UTKFace race 0-3); 8 when unlabelled
 FLOOR = 0.08  # darkest local brightness divided by (deep shadow is not a line)
+MAX_YAW = 9.0  # degrees (training/eval_slices.yaw_degrees): a frontal face
 MIN_LIKENESS = 0.2  # correlation with the candidates' mean face below which a face is misaligned
 LIMIT = 0.25  # the largest relative contrast of the map
-
-
-def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
 def relative_detail(image01: np.ndarray) -> np.ndarray:
     """(S, S) detail of the luminance between FINE and BROAD, divided by the local brightness."""
     y = image01.astype(np.float32) @ np.array(LUMA, np.float32)
-    base = _gauss(y, BROAD * y.shape[0] / 128)
-    return (_gauss(y, FINE * y.shape[0] / 128) - base) / np.maximum(base, FLOOR)
+    base = gauss(y, BROAD * y.shape[0] / 128)
+    return (gauss(y, FINE * y.shape[0] / 128) - base) / np.maximum(base, FLOOR)
 
 
-def _disc(points: np.ndarray, size: int, centre: np.ndarray, radius: float) -> np.ndarray:
+def _disc(size: int, centre: np.ndarray, radius: float) -> np.ndarray:
     m = np.zeros((size, size), np.float32)
     cv2.circle(m, (int(round(centre[0])), int(round(centre[1]))), max(1, int(round(radius))), 1.0, -1)
     return m
@@ -57,56 +56,48 @@ def feature_mask(points: np.ndarray, size: int) -> np.ndarray:
     r = max(1, int(round(0.15 * d)))  # away from the face's outline (a background or hair edge in an exemplar)
     inner = cv2.erode(face_mask(points, (size, size)).astype(np.float32), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     skin = np.minimum(skin, inner)
-    # and fading out towards the template's top edge, where hair, hats and hairlines are
-    brows = float(points[17:27, 1].mean())
-    t = np.clip(np.arange(size, dtype=np.float32) / max(0.5 * brows, 1e-6), 0, 1)
-    skin = skin * (t * t * (3 - 2 * t))[:, None]
+    skin = skin * top_fade(points, size, 0.5)  # fading out towards the template's top edge: hair, hats
     out = np.zeros((size, size), np.float32)
     for idx in (range(17, 22), range(22, 27)):
         cv2.polylines(out, [np.round(points[list(idx)] * 16).astype(np.int32)], False, 1.0, max(1, int(round(0.12 * d))), cv2.LINE_AA, shift=4)
     for idx in (range(36, 42), range(42, 48), range(48, 60)):
         cv2.fillPoly(out, [np.round(points[list(idx)] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
     for i in (31, 35):  # the nostrils' wings
-        out = np.maximum(out, _disc(points, size, points[i], 0.07 * d))
+        out = np.maximum(out, _disc(size, points[i], 0.07 * d))
     r = max(1, int(round(0.05 * d)))
     out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     keep = np.clip(skin - out, 0, 1)
-    return np.clip(_gauss(keep, 0.05 * d), 0, 1)
+    return np.clip(gauss(keep, 0.05 * d), 0, 1)
 
 
-def _yaw(lm: np.ndarray) -> float:
-    return float((lm[30, 0] - lm[0, 0]) / max(lm[16, 0] - lm[0, 0], 1.0) - 0.5)
-
-
-def exemplars(cache, rows: np.ndarray, warp, mean_shape: np.ndarray) -> list[int]:
-    """Indices (into the cache) of the old faces the map is made of; ``rows`` are candidates
-    (the oldest group of the training split), ``warp(image, landmarks)`` puts a face on the mean
-    shape."""
-    size = cache.size
+def exemplars(faces: np.ndarray, landmarks: np.ndarray, samples: list[dict], mean_shape: np.ndarray) -> list[int]:
+    """Positions (into ``faces``) of the old faces the map is made of. ``faces``: (N, S, S, 3)
+    uint8 candidates (the oldest group of the training split) already warped to ``mean_shape``;
+    ``landmarks``: their own 68 points in the aligned crop; ``samples``: their labels."""
+    size = faces.shape[1]
     d = float(np.linalg.norm(mean_shape[42:48].mean(0) - mean_shape[36:42].mean(0)))
-    bridge = _disc(mean_shape, size, mean_shape[27], 0.1 * d)
-    cheeks = np.maximum(_disc(mean_shape, size, (mean_shape[2] + mean_shape[30]) / 2, 0.18 * d),
-                        _disc(mean_shape, size, (mean_shape[14] + mean_shape[30]) / 2, 0.18 * d))
+    bridge = _disc(size, mean_shape[27], 0.1 * d)
+    cheeks = np.maximum(_disc(size, (mean_shape[2] + mean_shape[30]) / 2, 0.18 * d),
+                        _disc(size, (mean_shape[14] + mean_shape[30]) / 2, 0.18 * d))
     brow_y = mean_shape[17:27, 1].mean()
     forehead = np.zeros((size, size), np.float32)
     cv2.rectangle(forehead, (int(mean_shape[19, 0]), int(brow_y - 0.45 * d)), (int(mean_shape[24, 0]), int(brow_y - 0.15 * d)), 1.0, -1)
     mean_in = lambda e, m: float((e * m).sum() / max(m.sum(), 1e-6))
     face = face_mask(mean_shape, (size, size)) > 0.5
     found, looks = [], []
-    for i in rows:
-        s = cache.samples[i]
-        lm = cache.landmarks[i].astype(np.float64)
-        img = warp(np.asarray(cache.images[i]), lm).astype(np.float32) / 255.0
+    yaws = yaw_degrees(landmarks)
+    for i, s in enumerate(samples):
+        img = faces[i].astype(np.float32) / 255.0
         y = img @ np.array(LUMA, np.float32)
         colour = float(np.abs(img - y[..., None]).mean())
-        e = _gauss(np.abs(relative_detail(img)), ENERGY)
-        if abs(_yaw(lm)) > 0.06 or colour < 0.02 or mean_in(e, bridge) > 1.3 * mean_in(e, cheeks):
+        e = gauss(np.abs(relative_detail(img)), ENERGY)
+        if abs(yaws[i]) > MAX_YAW or colour < 0.02 or mean_in(e, bridge) > 1.3 * mean_in(e, cheeks):
             continue  # turned, black-and-white, or glasses (a bridge across the nose)
         if s.get("gender") is not None and int(s["gender"]) != 1:
             continue
         z = y[face]
         looks.append((z - z.mean()) / (z.std() + 1e-6))
-        found.append((np.log(mean_in(e, forehead) + 1e-4) + np.log(mean_in(e, cheeks) + 1e-4), s.get("race"), int(i)))
+        found.append((np.log(mean_in(e, forehead) + 1e-4) + np.log(mean_in(e, cheeks) + 1e-4), s.get("race"), i))
     if found:
         # a face whose landmarks were not found on it (a close-up, a chip the detector missed) does
         # not look like the others once warped to the mean shape: its light and dark fall elsewhere
@@ -125,16 +116,16 @@ def exemplars(cache, rows: np.ndarray, warp, mean_shape: np.ndarray) -> list[int
     return picked
 
 
-def wrinkle_map(cache, rows: np.ndarray, warp, mean_shape: np.ndarray) -> np.ndarray:
-    """(S, S) float32: the exemplars' relative detail, averaged with each pixel's amplitude put
-    back to theirs, on the skin of the mean shape (see the module docstring); zeros if the data
-    has no usable old face."""
-    size = cache.size
-    picked = exemplars(cache, rows, warp, mean_shape)
+def wrinkle_map(faces: np.ndarray, landmarks: np.ndarray, samples: list[dict], mean_shape: np.ndarray) -> np.ndarray:
+    """(S, S) float32: the exemplars' relative detail (of ``exemplars``' arguments), averaged with
+    each pixel's amplitude put back to theirs, on the skin of the mean shape (see the module
+    docstring); zeros if the data has no usable old face."""
+    size = faces.shape[1]
+    picked = exemplars(faces, landmarks, samples, mean_shape)
     if not picked:
         return np.zeros((size, size), np.float32)
-    rel = np.array([relative_detail(warp(np.asarray(cache.images[i]), cache.landmarks[i].astype(np.float64)) / 255.0) for i in picked])
+    rel = np.array([relative_detail(faces[i] / 255.0) for i in picked])
     avg = rel.mean(0)
-    amplitude = np.mean([_gauss(np.abs(r), ENERGY) for r in rel], 0)
-    out = avg * amplitude / (_gauss(np.abs(avg), ENERGY) + 1e-3)
+    amplitude = np.mean([gauss(np.abs(r), ENERGY) for r in rel], 0)
+    out = avg * amplitude / (gauss(np.abs(avg), ENERGY) + 1e-3)
     return (np.clip(out, -LIMIT, LIMIT) * feature_mask(mean_shape, size)).astype(np.float32)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.regions import FLIP
+
 from ..age_source import load_age_state
 from ..groups import random_targets
 from ..preprocess import FaceCache
@@ -34,8 +36,6 @@ def mirror(x: torch.Tensor, lm: torch.Tensor, masks: torch.Tensor, flags: np.nda
     """The faces where ``flags`` is set, mirrored left to right: image and region masks flipped
     (every region is symmetric, so its channel stays), landmarks moved and renumbered (the image's
     left eye becomes its right eye: core.regions.FLIP)."""
-    from core.regions import FLIP
-
     idx = torch.from_numpy(np.flatnonzero(flags))
     if not len(idx):
         return x, lm, masks
