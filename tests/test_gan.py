@@ -307,6 +307,38 @@ def test_a_fresh_machine_continues_from_the_resume_point(tiny_cache, age_run, te
     assert 0 < moved < 0.05
 
 
+def test_a_stopped_run_takes_a_newer_teachers_settings_and_lines(tiny_cache, age_run, teacher_run, gan_run, tmp_path):
+    import shutil
+
+    from training.gan.loop import reteach_run, train
+
+    run = tmp_path / "run"
+    shutil.copytree(gan_run, run)
+    newer = torch.load(teacher_run / "checkpoint.pt", weights_only=True)
+    newer["config"] = {**newer["config"], "tone_gain": 0.4, "margin": 40}
+    newer["protos"]["wrinkles"] = torch.rand_like(newer["protos"]["textures"][:1, :1])
+    (tmp_path / "newer").mkdir()
+    torch.save(newer, tmp_path / "newer" / "checkpoint.pt")
+    before = load_checkpoint(run)
+    assert set(reteach_run(run, tmp_path / "newer")) == {"tone_gain", "wrinkle map"}
+    after = load_checkpoint(run)
+    teacher = after["teacher"]
+    assert teacher["config"]["tone_gain"] == 0.4 and teacher["config"]["margin"] == before["teacher"]["config"]["margin"]
+    torch.testing.assert_close(teacher["protos"]["wrinkles"].float(), newer["protos"]["wrinkles"])
+    torch.testing.assert_close(teacher["protos"]["textures"], before["teacher"]["protos"]["textures"])  # its own prototypes
+    assert after["step"] == before["step"]
+    assert_same_state(after["gen"], before["gen"])
+    assert torch.load(run / "resume_point.pt", weights_only=True)["teacher"]["config"]["tone_gain"] == 0.4
+    train(gan_cfg(age_run, teacher_run, steps=5), tiny_cache, run, resume=True)  # the run goes on with it
+    assert load_checkpoint(run)["step"] == 5 and load_checkpoint(run)["teacher"]["config"]["tone_gain"] == 0.4
+    # a prototype run on another mean shape drew its map for another face: refused, the run untouched
+    newer["protos"]["mean_shape"] = newer["protos"]["mean_shape"] + 2.0
+    torch.save(newer, tmp_path / "newer" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="mean shape"):
+        reteach_run(run, tmp_path / "newer")
+    assert load_checkpoint(run)["teacher"]["config"]["tone_gain"] == 0.4
+
+
 def test_export_to_contract_2_and_the_engine_runs_it(gan_run, tiny_cache, tmp_path):
     out = texport.export_run(gan_run, tmp_path / "models")
     model = AgingModel.load(tmp_path / "models", providers="cpu")

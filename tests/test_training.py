@@ -520,6 +520,30 @@ def test_skin_tone_changes_by_the_same_fraction_for_every_skin():
         assert fold(dark) / fold(light) == pytest.approx(0.2 / 0.7, rel=0.05)
 
 
+def test_colours_pushed_out_of_range_keep_their_hue():
+    """A change that brightens a red, over-exposed skin whose red is already at 1 raises its green
+    and blue; clamped channel by channel the skin turns green-grey. Shifted back as a whole pixel,
+    it keeps the differences between its channels."""
+    from training.filters import into_gamut
+
+    inside = torch.rand(1, 3, 8, 8) * 0.8 + 0.1
+    assert torch.equal(into_gamut(inside), inside)  # colours in range are left alone
+    over = torch.tensor([1.15, 0.8, 0.7]).view(1, 3, 1, 1)
+    under = torch.tensor([0.3, -0.1, 0.05]).view(1, 3, 1, 1)
+    for x in (over, under):
+        y = into_gamut(x)
+        assert y.min() >= 0 and y.max() <= 1
+        torch.testing.assert_close(y - y.mean(1, keepdim=True), x - x.mean(1, keepdim=True))
+    s, k = 32, 8
+    protos = _flat_protos(k, s)
+    protos["textures"][7, :, 10:20, 4:8] = 0.5  # the oldest group: a grey highlight on the left cheek
+    red = torch.tensor([1.0, 0.1, -0.1]).view(1, 3, 1, 1).expand(1, 3, s, s).clone()  # red 1.0, green 0.55, blue 0.45
+    with torch.no_grad():
+        aged, _ = _run(_fixed_ager(protos, (1, 0, 0), 0, tone_gain=0.0), red, torch.eye(k)[[7]], _gate_everywhere(s))
+    spot = ((aged + 1) / 2)[0, :, 12:18, 5:7].mean((1, 2))
+    assert float(spot[0] - spot[1]) == pytest.approx(0.45, abs=0.02) and float(spot[1] - spot[2]) == pytest.approx(0.1, abs=0.02)
+
+
 def test_a_margin_around_the_face_changes_nothing_but_the_framing():
     """The model's crop may hold the training faces' square with a margin: a face framed so
     (landmarks moved by the margin) gets the same change, moved by the margin, and the margin's

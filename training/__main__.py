@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     _common(p)
     p.add_argument("--from", dest="start_from", default=None,
                    help="resume point to start from when --out holds no checkpoint (default: training/gan/resume/aging_net.pt)")
+    p = sub.add_parser("reteach", help="give a stopped aging2 run a newer prototype run's settings and wrinkle map as its teacher")
+    p.add_argument("--run", required=True, help="the aging2 run folder (stopped)")
+    p.add_argument("--teacher", required=True, help="the prototype run folder whose settings and wrinkle map it takes")
     p = sub.add_parser("preprocess", help="landmark, align and cache a dataset")
     p.add_argument("--data", required=True)
     p.add_argument("--format", default=None)
@@ -145,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 from .train_aging import train
             train(cfg, cache, Path(args.out), resume=args.resume)
+            return 0
+        if args.cmd == "reteach":
+            from .gan.loop import reteach_run
+
+            changed = reteach_run(Path(args.run), Path(args.teacher))
+            for name, (old, new) in changed.items():
+                print(f"{name}: {old} -> {new}")
+            print(f"{args.run}: {len(changed)} teacher settings changed" if changed else f"{args.run}: the teacher was already this one")
             return 0
         if args.cmd == "baseline":
             from .baseline import build

@@ -1,6 +1,6 @@
 """Gaussian blur as a module that exports to ONNX (two separable convolutions, reflected borders),
-the same blur on numpy images (OpenCV), and the luma weights the training package reads
-lightness with."""
+the same blur on numpy images (OpenCV), the luma weights the training package reads
+lightness with, and the fit of changed colours back into the displayable range."""
 
 from __future__ import annotations
 
@@ -38,3 +38,14 @@ class Blur(nn.Module):
     def forward(self, x):
         x = F.conv2d(F.pad(x, (self.r, self.r, 0, 0), mode="reflect"), self.kx)
         return F.conv2d(F.pad(x, (0, 0, self.r, self.r), mode="reflect"), self.ky)
+
+
+def into_gamut(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) colours in [0, 1] and beyond -> [0, 1], each pixel shifted as a whole, all
+    channels by the same amount, by how far its largest channel lies above 1 (or its smallest
+    below 0), so the differences between its channels, its hue, are kept. Clamping each channel
+    alone turns a change of a red, over-exposed skin whose red is already at 1 into a green-grey
+    patch: the green and blue rise, the red cannot."""
+    over = (x.amax(1, keepdim=True) - 1).clamp_min(0.0)
+    under = (-x.amin(1, keepdim=True)).clamp_min(0.0)
+    return (x - over + under).clamp(0.0, 1.0)

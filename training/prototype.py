@@ -53,7 +53,7 @@ from core.regions import face_mask
 from .age_source import load_age_state
 from .baseline import cover_and_head
 from .face_masks import EYES_AND_MOUTH, brows_and_eyes, openings, skin_mask, top_fade
-from .filters import LUMA, Blur, gauss
+from .filters import LUMA, Blur, gauss, into_gamut
 from .hair import HairGreying
 from .nets import AgeNet, group_probs
 from .preprocess import FaceCache
@@ -439,7 +439,7 @@ class PrototypeAger(nn.Module):
         # real old faces' lines, as a relative contrast (the same on dark and light skin), by how
         # far the target's wrinkle level lies above the face's own
         lined = 1 + gate * (w @ self.wrinkle_levels).clamp_min(0.0).view(n, 1, 1, 1) * lines
-        textured = ((x01 * (1 + gate * (tone - 1)) + gate * change) * lined).clamp(0.0, 1.0) * 2 - 1
+        textured = into_gamut((x01 * (1 + gate * (tone - 1)) + gate * change) * lined) * 2 - 1
         # hair and brows: the hair still coloured in the photo greys by the share that greys
         # between the face's age and the target's, (G(t) - G(s)) / (1 - G(s)) for the groups' grey
         # levels G: a dark-haired 55-year-old made 70+ greys fully, a face at its own age not at

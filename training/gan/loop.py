@@ -31,7 +31,7 @@ from ..runtime import EMA, RunLog, load_checkpoint, prepare_run, rng, save_check
 from . import losses as L
 from .config import Aging2Config
 from .nets import AgingNet, Critic
-from .pairs import build_teacher, compact_teacher, conditions, load_faces, mirror, resolve_path, teacher_state
+from .pairs import build_teacher, compact_teacher, conditions, load_faces, mirror, reteach, resolve_path, teacher_state
 
 log = logging.getLogger(__name__)
 
@@ -336,3 +336,22 @@ def train(cfg: Aging2Config, cache_dir: Path, out: Path, resume: bool = False, s
             break
     logger.close()
     return run
+
+
+def reteach_run(run: Path, prototype_run: Path) -> dict:
+    """Give the (stopped) run in ``run`` the settings and wrinkle map of ``prototype_run`` as its
+    teacher from its next step on (see pairs.reteach); its checkpoint and resume point are
+    rewritten atomically. Returns the settings that changed, {name: (old, new)}. A run still
+    training would write its old teacher back at its next checkpoint: stop it first."""
+    state = load_checkpoint(run)
+    if state is None or state.get("kind") != "aging2":
+        raise FileNotFoundError(f"{run}: no checkpoint.pt of a learned aging network")
+    old = state["teacher"]
+    state["teacher"] = reteach(old, teacher_state(Path(prototype_run)))
+    changed = {k: (old["config"].get(k), v) for k, v in state["teacher"]["config"].items() if old["config"].get(k) != v}
+    if "wrinkles" in state["teacher"]["protos"] and not torch.equal(state["teacher"]["protos"]["wrinkles"], old["protos"].get("wrinkles", torch.zeros(0))):
+        changed["wrinkle map"] = ("old" if "wrinkles" in old["protos"] else "none", str(prototype_run))
+    save_checkpoint(run, state)
+    write_resume_point(state, Path(run) / "resume_point.pt")
+    log.info("%s: teacher from %s at step %d, changed: %s", run, prototype_run, state["step"], ", ".join(changed) or "nothing")
+    return changed

@@ -85,6 +85,32 @@ def compact_teacher(state: dict) -> dict:
     return keep
 
 
+# how far (template px) a prototype run's mean shape may lie from the run teacher's for its
+# wrinkle map, drawn on that mean shape, to be taken over
+SHAPE_TOLERANCE = 0.5
+
+
+def reteach(teacher: dict, prototype: dict) -> dict:
+    """A running network's teacher with a newer prototype run's settings and wrinkle map. What the
+    network was built on stays the run's own: its prototypes (their mean shape fixes the network's
+    region crops), its margin and template (the network's frame), its age model. A prototype run
+    whose mean shape lies elsewhere has its map drawn for another face: refused (a new run)."""
+    if prototype.get("kind") != "prototype":
+        raise ValueError("the new teacher must be a prototype run")
+    if [list(g) for g in prototype["config"]["age_groups"]] != [list(g) for g in teacher["config"]["age_groups"]]:
+        raise ValueError("the new teacher has other age groups than the run's: start a new run")
+    shift = float((prototype["protos"]["mean_shape"].float() - teacher["protos"]["mean_shape"].float()).abs().max())
+    if shift > SHAPE_TOLERANCE:
+        raise ValueError(f"the new teacher's mean shape lies up to {shift:.2f} px from the run's: start a new run")
+    out = dict(teacher)
+    out["config"] = {**teacher["config"], **{k: v for k, v in prototype["config"].items() if k not in ("age_groups", "margin")}}
+    protos = dict(teacher["protos"])
+    if "wrinkles" in prototype["protos"]:
+        protos["wrinkles"] = prototype["protos"]["wrinkles"].to(teacher["protos"]["textures"].dtype)
+    out["protos"] = protos
+    return out
+
+
 def build_teacher(state: dict, age_model: str | None = None):
     """The teacher (PrototypeAger) of ``state``; its age network from ``age_model`` when the state
     has none (a resume point's)."""
