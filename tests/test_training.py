@@ -522,18 +522,19 @@ def test_skin_tone_changes_by_the_same_fraction_for_every_skin():
 
 def test_colours_pushed_out_of_range_keep_their_hue():
     """A change that brightens a red, over-exposed skin whose red is already at 1 raises its green
-    and blue; clamped channel by channel the skin turns green-grey. Shifted back as a whole pixel,
-    it keeps the differences between its channels."""
-    from training.filters import into_gamut
+    and blue; clamped channel by channel the skin turns green-grey. Cut to the share of the change
+    that stays in range, it keeps its direction."""
+    from training.filters import within_range
 
-    inside = torch.rand(1, 3, 8, 8) * 0.8 + 0.1
-    assert torch.equal(into_gamut(inside), inside)  # colours in range are left alone
-    over = torch.tensor([1.15, 0.8, 0.7]).view(1, 3, 1, 1)
-    under = torch.tensor([0.3, -0.1, 0.05]).view(1, 3, 1, 1)
-    for x in (over, under):
-        y = into_gamut(x)
-        assert y.min() >= 0 and y.max() <= 1
-        torch.testing.assert_close(y - y.mean(1, keepdim=True), x - x.mean(1, keepdim=True))
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.8 + 0.1
+    small = x + 0.05 * torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)).clamp(-1, 1)
+    assert torch.allclose(within_range(x, small), small)  # changes that stay in range are left alone
+    x = torch.tensor([0.9, 0.6, 0.3]).view(1, 3, 1, 1)
+    for d in (torch.tensor([0.2, 0.1, 0.02]), torch.tensor([-0.1, -0.3, -0.6]), torch.tensor([0.3, -0.1, 0.05])):
+        y = within_range(x, x + d.view(1, 3, 1, 1))
+        assert y.min() >= 0 and y.max() <= 1 and (y.amax() == 1 or y.amin() == 0)  # as far as the range allows
+        share = (y - x).flatten() / d
+        assert torch.allclose(share, share[0].expand(3), atol=1e-5) and 0 < share[0] < 1  # in the change's direction
     s, k = 32, 8
     protos = _flat_protos(k, s)
     protos["textures"][7, :, 10:20, 4:8] = 0.5  # the oldest group: a grey highlight on the left cheek
@@ -542,6 +543,35 @@ def test_colours_pushed_out_of_range_keep_their_hue():
         aged, _ = _run(_fixed_ager(protos, (1, 0, 0), 0, tone_gain=0.0), red, torch.eye(k)[[7]], _gate_everywhere(s))
     spot = ((aged + 1) / 2)[0, :, 12:18, 5:7].mean((1, 2))
     assert float(spot[0] - spot[1]) == pytest.approx(0.45, abs=0.02) and float(spot[1] - spot[2]) == pytest.approx(0.1, abs=0.02)
+
+
+def test_the_far_side_of_a_turned_face_takes_less_of_the_change():
+    """A face turned away has its far side squeezed: the template's whole cheek lands in a narrow
+    strip, where its folds and lines would read as bands. The change fades there by how much the
+    map squeezes, and nowhere on a face at the mean shape."""
+    s, k = 64, 8
+    protos = _flat_protos(k, s)
+    protos["textures"][7] = -0.4  # the oldest group: darker skin, a change everywhere the gate is open
+    ager = _fixed_ager(protos, (1, 0, 0), 0)
+    frontal = _mean_shape(s)[None]
+    turned = frontal.clone()
+    cx = float(frontal[0, :, 0].mean())
+    right = turned[..., 0] > cx
+    turned[..., 0] = torch.where(right, cx + (turned[..., 0] - cx) * 0.4, turned[..., 0])  # the right half at 40 % of its width
+    with torch.no_grad():
+        cover = torch.ones(1, 1, s, s)
+        fade = lambda lm: ager.foreshortened(ager.map(lm), cover)[0, 0]
+        assert torch.allclose(fade(frontal), torch.ones(s, s), atol=1e-4)
+        f = fade(turned)
+        near, far = f[20:44, 12:24].mean(), f[20:44, int(cx) + 3:int(cx) + 9].mean()
+        assert near > 0.97 and far < 0.8
+        flat = torch.zeros(1, 3, s, s)
+        change = lambda m: (_run(m, flat, torch.eye(k)[[7]], _gate_everywhere(s), landmarks=turned)[0] - flat).abs()[0].mean(0)
+        with_fade = change(ager)
+        ager.foreshortening = 0.0
+        without = change(ager)
+    assert torch.allclose(with_fade[20:44, 12:24], without[20:44, 12:24], rtol=0.05)
+    assert with_fade[20:44, int(cx) + 3:int(cx) + 9].mean() < 0.85 * without[20:44, int(cx) + 3:int(cx) + 9].mean()
 
 
 def test_a_margin_around_the_face_changes_nothing_but_the_framing():

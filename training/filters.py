@@ -40,12 +40,13 @@ class Blur(nn.Module):
         return F.conv2d(F.pad(x, (0, 0, self.r, self.r), mode="reflect"), self.ky)
 
 
-def into_gamut(x: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) colours in [0, 1] and beyond -> [0, 1], each pixel shifted as a whole, all
-    channels by the same amount, by how far its largest channel lies above 1 (or its smallest
-    below 0), so the differences between its channels, its hue, are kept. Clamping each channel
-    alone turns a change of a red, over-exposed skin whose red is already at 1 into a green-grey
-    patch: the green and blue rise, the red cannot."""
-    over = (x.amax(1, keepdim=True) - 1).clamp_min(0.0)
-    under = (-x.amin(1, keepdim=True)).clamp_min(0.0)
-    return (x - over + under).clamp(0.0, 1.0)
+def within_range(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The change from ``x`` (N, 3, H, W) colours in [0, 1] to ``y``, cut, pixel by pixel, to the
+    largest fraction of it that keeps every channel in [0, 1]: the change keeps its direction, its
+    hue. Clamping each channel alone turns a change that brightens a red, over-exposed skin whose
+    red is already at 1 into a green-grey patch: the green and blue rise, the red cannot."""
+    d = y - x
+    tiny = 1e-6
+    room = torch.where(d > tiny, (1 - x) / d.clamp_min(tiny), torch.where(d < -tiny, x / (-d).clamp_min(tiny), torch.ones_like(d)))
+    share = room.amin(1, keepdim=True).clamp(0.0, 1.0)
+    return (x + share * d).clamp(0.0, 1.0)
