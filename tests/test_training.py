@@ -500,7 +500,8 @@ def test_prototype_transform_follows_its_prototypes():
 
 def test_skin_tone_changes_by_the_same_fraction_for_every_skin():
     """A dark and a light face aged alike: the tone changes both by the same ratio, and the
-    prototypes' pattern (a fold) shades each in proportion to its own brightness."""
+    prototypes' pattern (a fold) shades a skin darker than the prototypes' in proportion to its
+    brightness, a lighter one (a flushed or over-exposed face) no more than theirs."""
     s, k = 32, 8
     protos = _flat_protos(k, s)
     protos["textures"][7] = -0.1  # the oldest group: a little darker skin ...
@@ -517,7 +518,9 @@ def test_skin_tone_changes_by_the_same_fraction_for_every_skin():
         pattern_only = _fixed_ager(protos, (1, 0, 0), 0, tone_gain=0.0)
         fold = lambda x: (lambda y: (y[..., 10:20, 4:8].mean() - y[..., 10:20, 20:28].mean()).item())(_run(pattern_only, x, old, regions)[0])
         assert fold(dark) < 0 and fold(light) < 0
-        assert fold(dark) / fold(light) == pytest.approx(0.2 / 0.7, rel=0.05)
+        mid = torch.zeros(1, 3, s, s)  # 0.5 of the range: the prototypes' own skin
+        assert fold(dark) / fold(mid) == pytest.approx(0.2 / 0.5, rel=0.05)
+        assert fold(light) == pytest.approx(fold(mid), rel=0.05)
 
 
 def test_colours_pushed_out_of_range_keep_their_hue():
