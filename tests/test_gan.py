@@ -272,6 +272,21 @@ def test_tiny_run_trains_every_loss(gan_run):
     assert (gan_run / "samples" / "step_0000004.jpg").is_file() and (gan_run / "resume_point.pt").is_file()
 
 
+def test_the_critic_can_learn_before_the_generator_listens(tiny_cache, age_run, teacher_run, tmp_path):
+    import json
+
+    from training.gan.loop import schedule, train
+
+    cfg = gan_cfg(age_run, teacher_run, critic_start=1, gan_start=3)
+    assert [schedule(cfg, s)["critic"] for s in range(4)] == [False, True, True, True]
+    assert [schedule(cfg, s)["adv"] > 0 for s in range(4)] == [False, False, False, True]
+    assert not schedule(gan_cfg(age_run, teacher_run, gan_start=3), 2)["critic"]  # by default: with the generator
+    run = train(cfg, tiny_cache, tmp_path / "run")
+    rows = [r for r in map(json.loads, (run / "stats.jsonl").read_text().splitlines()) if "teacher" in r]
+    assert "d_loss" not in rows[0] and "d_loss" in rows[1] and "adv" not in rows[1] and "adv" in rows[3]
+    assert 0.0 <= rows[1]["d_real_above_fake"] <= 1.0
+
+
 def test_resume_is_exact(tiny_cache, age_run, teacher_run, gan_run, tmp_path):
     from training.gan.loop import train
 

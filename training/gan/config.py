@@ -46,6 +46,7 @@ class Aging2Config(CommonConfig):
     anneal_end: int = 100000
     teacher_floor: float = 0.2
     gan_start: int = 30000
+    critic_start: int = -1  # the critic learns from here on, before the generator listens to it (-1: at gan_start)
     n_critic: int = 1
     id_faces: int = 4  # faces of the batch the identity loss sees (dlib's network is the dearest part)
     strength_jitter: float = 0.3

@@ -62,11 +62,13 @@ def build_net(teacher, cfg: Aging2Config) -> AgingNet:
 
 def schedule(cfg: Aging2Config, step: int) -> dict:
     """The loss weights at ``step``: the teacher's annealed from anneal_start to anneal_end down to
-    teacher_floor; the adversarial, age and identity terms off before gan_start."""
+    teacher_floor; the adversarial, age and identity terms off before gan_start; "critic": whether
+    the critic learns (from critic_start, so it judges well before the generator listens to it)."""
     a = min(1.0, max(0.0, (step - cfg.anneal_start) / max(1, cfg.anneal_end - cfg.anneal_start)))
     t = 1 - a * (1 - cfg.teacher_floor)
     gan = step >= cfg.gan_start
-    return {"teacher": cfg.w_teacher * t, "teacher_ms": cfg.w_teacher_ms * t, "local": cfg.w_local * t, "tv": cfg.w_tv,
+    critic = step >= (cfg.gan_start if cfg.critic_start < 0 else min(cfg.critic_start, cfg.gan_start))
+    return {"critic": critic, "teacher": cfg.w_teacher * t, "teacher_ms": cfg.w_teacher_ms * t, "local": cfg.w_local * t, "tv": cfg.w_tv,
             "chroma": cfg.w_chroma, "att_tv": cfg.w_att_tv, "att_norm": cfg.w_att_norm, "adv": cfg.w_adv if gan else 0.0,
             "age": cfg.w_age if gan else 0.0, "id": cfg.w_id if gan else 0.0}
 
@@ -165,8 +167,9 @@ class Trainer:
         losses["att_norm"] = sum(b for _, b in att) / len(att)
         t3 = time.perf_counter()
         extra = {}
-        if w["adv"] > 0:
+        if w["critic"]:
             extra.update(self._critic_step(r, out, t, lm))
+        if w["adv"] > 0:
             face, patches = self._critic_view(out, lm)
             self.critic.requires_grad_(False)
             d_face, d_patch = self.critic(face, patches, t)
@@ -212,7 +215,8 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
-        return {"d_loss": float(loss.detach())}
+        # how often the critic tells them apart: a real face of group t scored above the network's face for t
+        return {"d_loss": float(loss.detach()), "d_real_above_fake": float((dr > df).float().mean())}
 
     def _identity(self, x, out, lm):
         from ..face_descriptor import FaceDescriptor, face_chips
