@@ -18,9 +18,9 @@ over the groups estimated by the age model it carries):
 2. Colour, in two parts: the skin's overall tone per group as a ratio (x * exp(sum_k w_k tone_k):
    a dark and a light skin change by the same fraction, so no skin is lightened more than
    another), and the pattern around it (folds, lips, shading) added in proportion to the
-   person's own skin brightness. The eyes and brows keep their own colour (a child's iris fills
-   more of the opening; an old face made young keeps its brows). Chroma only as far as the
-   photo has colour.
+   person's own skin brightness (a lighter skin than the prototypes' gets no more than theirs).
+   The eyes and brows keep their own colour (a child's iris fills more of the opening; an old
+   face made young keeps its brows). Chroma only as far as the photo has colour.
 3. Texture: each detail band of the face scaled by exp(sum_k w_k log E_k) (the face keeps its own
    wrinkles, deepened or smoothed: Tiddeman's texture transform), cored and saturated.
 4. Lines: the averages cancel every wrinkle that is not in the same place on every face, so a
@@ -31,7 +31,9 @@ over the groups estimated by the age model it carries):
 6. Shape: the face is warped by sum_k w_k F_k (a child's lower face lengthens, an adult made a
    child gets a larger forehead and eyes and a smaller jaw), faded smoothly over the whole face.
 The per-region strengths gate the colour and texture (softened at the edges, so no change ends
-in a seam) and the shape by their mean. Every face made old gets the same lines (on its own
+in a seam) and the shape by their mean. Where the map squeezes the template (the far side of a
+turned face) the colour, texture and lines fade; a change that would leave the displayable range
+is cut to the share that stays in it, keeping its hue. Every face made old gets the same lines (on its own
 landmarks), not its own: it is the fallback the learned network must beat, and the teacher it
 starts from.
 """
