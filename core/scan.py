@@ -191,6 +191,7 @@ def _start_pool(finder, workers: int):
 
 
 def _scan_pooled(plan, finder, pool_finder, catalog, progress, cancel, detector, max_pixels, report, workers) -> None:
+    from concurrent.futures import Future
     from concurrent.futures import TimeoutError as FutureTimeout
     from concurrent.futures.process import BrokenProcessPool
 
@@ -202,11 +203,21 @@ def _scan_pooled(plan, finder, pool_finder, catalog, progress, cancel, detector,
     window: deque = deque()  # (index, path, stat, future or None), in the order of ``paths``
     following = 0
 
+    def submit(path):
+        # a helper that died between two submissions breaks the pool before any result says so:
+        # the photo gets the pool's failure, handled below like a failure seen in a result
+        try:
+            return pool.submit(_search, path, max_pixels)
+        except BrokenProcessPool as exc:
+            failed: Future = Future()
+            failed.set_exception(exc)
+            return failed
+
     def fill() -> None:
         nonlocal following
         while following < total and len(window) < (1 if following <= isolate_until else 2 * workers):
             path, st, message = plan[following]
-            window.append((following, path, st, pool.submit(_search, path, max_pixels) if st is not None else None))
+            window.append((following, path, st, submit(path) if st is not None else None))
             following += 1
 
     try:

@@ -106,6 +106,43 @@ def test_a_helper_that_dies_fails_its_photo_and_the_scan_goes_on(folder, tmp_pat
         assert cat.photo(folder / "p9_narrow.png").scan_state == "error"
 
 
+class BreaksBetweenSubmissions:
+    """An executor that runs its photos at once, in this process, until a helper "dies" between two
+    submissions: then its next submit raises, before any result has said so (a race a real pool
+    has when a helper crashes while the window is being filled)."""
+
+    pools = 0
+
+    def __init__(self, finder):
+        scan._init_worker(finder)
+        BreaksBetweenSubmissions.pools += 1
+        self.breaks = BreaksBetweenSubmissions.pools == 1  # the first pool only
+        self.calls = 0
+
+    def submit(self, fn, *args):
+        self.calls += 1
+        if self.breaks and self.calls >= 3:
+            raise BrokenProcessPool("a helper died")
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, **kwargs):
+        pass
+
+
+def test_a_pool_that_breaks_while_photos_are_submitted_restarts_and_the_scan_goes_on(folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(scan, "POOL_MIN_PHOTOS", 4)
+    monkeypatch.setattr(BreaksBetweenSubmissions, "pools", 0)
+    monkeypatch.setattr(scan, "_start_pool", lambda finder, workers: BreaksBetweenSubmissions(finder))
+    with Catalog(tmp_path / "c.db") as cat:
+        report = scan_folder(folder, FaceFinder("fast"), catalog=cat, workers=2, pool_finder=FaceFinder("fast"))
+        assert set(dict(report.errors)) == {folder / "q_empty.jpg", folder / "q_text.jpg"}  # only the unreadable files
+        assert [report.faces[folder / f"p{i}.jpg"] for i in range(8)] == [1] * 8
+        assert report.faces[folder / "p9_narrow.png"] == 1
+    assert BreaksBetweenSubmissions.pools == 2  # one new pool, not a scan in this thread
+
+
 class NoProcesses:
     """An executor whose processes never start (a sandbox, a frozen app without multiprocessing support)."""
 
