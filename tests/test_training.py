@@ -433,16 +433,17 @@ def _flat_protos(k: int = 8, s: int = 32) -> dict:
             "mean_shape": _mean_shape(s)}
 
 
-def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0, tone_gain: float = 1.0, margin: int = 0):
+def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0, tone_gain: float = 1.0, margin: int = 0,
+                texture_cap: float = 0.0):
     """A PrototypeAger on hand-made prototypes with plain settings (no blur, no saturation, no
-    group scaling, no hair) that takes every face for a member of group ``source``."""
+    group scaling, no hair, no cap on texture) that takes every face for a member of group ``source``."""
     from training.prototype import PrototypeAger
 
     k, s = protos["textures"].shape[0], protos["textures"].shape[-1]
     ones = torch.ones(s, s)
     m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=gains, colour_sigma=0.0, detail_limit=1.0,
                       group_scale=(1.0,) * k, detail_coring=coring, tone_gain=tone_gain, shape_scale=(1.0,) * k,
-                      hair_levels=(0.0,) * k, brow_levels=(0.0,) * k, margin=margin)
+                      hair_levels=(0.0,) * k, brow_levels=(0.0,) * k, margin=margin, texture_cap=texture_cap)
     m.source = lambda image, landmarks: torch.eye(k)[[source] * len(image)]
     return m.eval()
 
@@ -778,6 +779,38 @@ def test_coring_deepens_lines_but_not_noise():
         assert gain(_run(cored, strong, old, regions)[0], strong) > 0.7 * gain(_run(plain, strong, old, regions)[0], strong) > 0.2
         np.testing.assert_allclose(_run(ager(0.02, 7), faint, young, regions)[0].numpy(),
                                    _run(ager(0.0, 7), faint, young, regions)[0].numpy(), atol=1e-6)
+
+
+def test_a_texture_already_denser_than_the_target_groups_is_not_deepened():
+    """The detail gain assumes a face as soft as its group's prototypes: a face that is (its
+    detail energy at its group's) deepens in full, cap or none; a sharp photo's texture, already
+    far above what the target group has, is not deepened (its dots became dark blotches);
+    smoothing towards a young target is left alone."""
+    from training.prototype import ENERGY_SIGMA
+    from training.filters import Blur
+
+    s, k = 32, 8
+    g = torch.Generator().manual_seed(0)
+    pattern = (torch.rand(1, 1, s, s, generator=g) * 2 - 1).expand(-1, 3, -1, -1)
+    soft, sharp = 0.02 * pattern, 0.6 * pattern  # in [-1, 1]
+    protos = _flat_protos(k, s)
+    probe = _fixed_ager(protos, (0, 1, 0), 0)
+    y = (soft[:, :1] + 1) * 0.5
+    levels = [y] + [b(y) for b in probe.blurs]
+    for b in range(3):  # the soft face's energy is its group's; the oldest group has twice it
+        e = Blur(ENERGY_SIGMA)((levels[b] - levels[b + 1]).abs()).mean()
+        protos["log_energy"][:, b] = math.log(float(e))
+        protos["log_energy"][7, b] = math.log(2 * float(e))
+    ager = lambda cap, source: _fixed_ager(protos, (0, 1, 0), source, texture_cap=cap)
+    regions = _gate_everywhere(s)
+    old, young = torch.eye(k)[[7]], torch.eye(k)[[0]]
+    change = lambda a, x, t: (_run(a, x, t, regions)[0] - x).abs().mean().item()
+    with torch.no_grad():
+        assert change(ager(2.0, 0), soft, old) == pytest.approx(change(ager(0.0, 0), soft, old), rel=1e-3)
+        assert change(ager(0.0, 0), soft, old) > 0.3 * soft.abs().mean().item()  # it did deepen
+        assert change(ager(2.0, 0), sharp, old) < 0.05 * change(ager(0.0, 0), sharp, old)
+        np.testing.assert_allclose(_run(ager(2.0, 7), sharp, young, regions)[0].numpy(),
+                                   _run(ager(0.0, 7), sharp, young, regions)[0].numpy(), atol=1e-6)
 
 
 def test_exported_metadata_carries_no_local_paths(age_run, tmp_path):

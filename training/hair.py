@@ -7,8 +7,10 @@ found per face (all in the aligned crop, in units of the distance between the ey
   face, beyond the jaw's width, down to about the mouth (long hair; below it a collar is likelier),
   outside the face skin (the template's face area warped onto the person's landmarks, widened);
 - what is hair there: pixels unlike the face's own skin (its colour sampled at the cheeks and the
-  forehead) and more like the hair just above the forehead than like the background (the colour
-  far outside the head ellipse). A bald head is skin-coloured and stays as it is.
+  forehead) and more like the hair just above the forehead than like the background behind it
+  (the colour past the hair in the pixel's own direction from the head: rings around the head
+  ellipse, so a dark wall on one side and white shirts below are not averaged into one grey).
+  A bald head is skin-coloured and stays as it is.
 - brows: within a fraction of d of the brow landmarks (17-26) and darker than the skin.
 
 - and has strands: fine luminance texture that a wall or the sky lacks; and is darker than the
@@ -40,6 +42,9 @@ SKIN_TOL = 0.12  # RGB distance (0-1 units) under which a pixel counts as the fa
 HEAD_REACH = 1.25  # how far hair is looked for, in units of the head ellipse (voluminous hair reaches past it)
 SIDE_DEPTH = 0.6  # how far below the eyes hair beside the face is looked for, in eye-to-chin lengths
 HAIR_TOL = 0.14  # how far (RGB distance) a hair pixel's colour may be from the hair's mean colour
+RING = (1.6, 1.8, 2.0)  # where the background is sampled, in units of the head ellipse (past the hair)
+RING_ANGLES = 32  # how many directions around the head it is sampled in
+RING_KAPPA = 12.0  # how narrowly a pixel takes the background of its own direction (von Mises)
 
 
 def face_frame(landmarks: torch.Tensor):
@@ -84,6 +89,30 @@ class HairGreying(nn.Module):
         grid = (points * (2.0 / (self.full - 1)) - 1).unsqueeze(1)
         return F.grid_sample(image01, grid, mode="bilinear", padding_mode="border", align_corners=True).squeeze(2)
 
+    def _background(self, image01, u, v, mid, ax, ay, up, chin, centre, right, down, d):
+        """The background around the head: its colour (N, 3, RING_ANGLES) sampled on rings around
+        the head ellipse (RING, past where hair is looked for; a point beyond the crop takes its
+        edge) in RING_ANGLES directions, the rings' median per direction (a thin object crossing
+        one ring does not count); and how much each direction is behind each pixel (N, 1,
+        RING_ANGLES, s, s): a von Mises weight of the angle between them, summing to 1."""
+        n = image01.shape[0]
+        theta = torch.arange(RING_ANGLES, dtype=image01.dtype, device=image01.device) * (6.283185307 / RING_ANGLES)
+        cos, sin = torch.cos(theta).view(1, -1), torch.sin(theta).view(1, -1)
+        samples = []
+        for r in RING:
+            eu = mid.view(n, 1) + ax.view(n, 1) * r * cos  # in units of d, the face's frame
+            ev = torch.where(sin < 0, up.view(n, 1), chin.view(n, 1)) * r * sin
+            pts = centre.unsqueeze(1) + d.view(n, 1, 1) * (eu.unsqueeze(2) * right.unsqueeze(1) + ev.unsqueeze(2) * down.unsqueeze(1))
+            grid = (pts * (2.0 / (self.full - 1)) - 1).unsqueeze(1)
+            samples.append(F.grid_sample(image01, grid, mode="bilinear", padding_mode="border", align_corners=True).squeeze(2))
+        stack = torch.stack(samples, 3)
+        ring = stack.sum(3) - stack.amax(3) - stack.amin(3)  # the median of three, (N, 3, RING_ANGLES)
+        # each pixel's direction around the head, in the ellipse's own units
+        eu, ev = (u - mid) / ax, v / ay
+        norm = torch.sqrt(eu * eu + ev * ev + 1e-6)
+        logits = RING_KAPPA * ((eu / norm).unsqueeze(2) * cos.view(1, 1, -1, 1, 1) + (ev / norm).unsqueeze(2) * sin.view(1, 1, -1, 1, 1))
+        return ring, torch.softmax(logits, 2)
+
     def masks(self, image01, landmarks, face):
         """Hair (N, 1, S, S) and brows (N, 1, S, S) in [0, 1]."""
         full = image01
@@ -122,18 +151,23 @@ class HairGreying(nn.Module):
         above = zone * unlike_skin * torch.sigmoid((-0.5 - v) / 0.1)
         hair_ref = (image01 * above).sum((2, 3), keepdim=True) / (above.sum((2, 3), keepdim=True) + 1e-3)
         seen = torch.sigmoid((above.sum((2, 3), keepdim=True) / (0.004 * self.size * self.size) - 1) / 0.2)
-        far = torch.sigmoid((q - 1.6) / 0.1)
-        bg = (image01 * far).sum((2, 3), keepdim=True) / (far.sum((2, 3), keepdim=True) + 1e-3)
-        has_bg = torch.sigmoid((far.sum((2, 3), keepdim=True) / (0.02 * self.size * self.size) - 1) / 0.2)
+        # the background behind each pixel: the colour found past the hair in the pixel's own
+        # direction from the head (a mean over the whole far area mixed a dark wall, white shirts and
+        # other faces into a grey that matched nothing, and a dark background was taken for hair)
+        ring, weights = self._background(image01, u, v, mid, ax, ay, up, chin, centre, right, down, d)
         # what looks like the background is not hair, unless the background has the hair's colour:
-        # then only the pixels near the head are taken
-        bg_like = has_bg * torch.exp(-dist(image01, bg) ** 2 / (2 * 0.06**2))
-        bg_close = has_bg * torch.sigmoid((HAIR_TOL - dist(hair_ref, bg)) / 0.03)
+        # then only the pixels near the head are taken (both judged per direction and then
+        # blended: a blend of the colours across a wall's edge would match neither side)
+        behind = lambda f: (weights * f).sum(2)
+        bg_like = behind(torch.exp(-dist(image01.unsqueeze(2), ring.unsqueeze(3).unsqueeze(4)) ** 2 / (2 * 0.06**2)))
+        bg_close = behind(torch.sigmoid((HAIR_TOL - dist(hair_ref.unsqueeze(2), ring.unsqueeze(3).unsqueeze(4))) / 0.03))
         near_head = torch.sigmoid((0.95 - q) / 0.05)
         # hair has strands: fine luminance texture that a wall or the sky has not
         y = (image01 * self.luma).sum(1, keepdim=True)
         texture = torch.sqrt(self.small_blur((y - self.small_blur(y)) ** 2) + 1e-8)
-        strands = 0.15 + 0.85 * torch.sigmoid((texture - 0.025) / 0.008)
+        # (untextured pixels count a little, as a dark photo's hair may show no strands; not where
+        # the background behind has the hair's colour, where the strands are all that tells them apart)
+        strands = 0.15 * (1 - bg_close) + (1 - 0.15 * (1 - bg_close)) * torch.sigmoid((texture - 0.025) / 0.008)
         # and darker than the skin: lit skin at the temples is not taken for hair (fair hair, which
         # is near the skin's brightness, greys less; it is light already)
         skin_y = (skin * self.luma).sum(1, keepdim=True)

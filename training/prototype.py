@@ -22,7 +22,10 @@ over the groups estimated by the age model it carries):
    The eyes and brows keep their own colour (a child's iris fills more of the opening; an old
    face made young keeps its brows). Chroma only as far as the photo has colour.
 3. Texture: each detail band of the face scaled by exp(sum_k w_k log E_k) (the face keeps its own
-   wrinkles, deepened or smoothed: Tiddeman's texture transform), cored and saturated.
+   wrinkles, deepened or smoothed: Tiddeman's texture transform), cored and saturated, and
+   deepened no further than ``texture_cap`` times the target group's own energy there (the
+   gain assumes a face as soft as UTKFace's chips; a sharp photo's pores and stubble, amplified in
+   full, became dark blotches).
 4. Lines: the averages cancel every wrinkle that is not in the same place on every face, so a
    smooth young face had nothing to deepen; a wrinkle map made of a few real old faces
    (training/wrinkles.py) is added as a relative contrast (the same on dark and light skin), by
@@ -108,7 +111,7 @@ SETTINGS = {"gains": (2.1, 3.7, 1.75), "max_log_ratio": 1.2, "colour_sigma": 1.2
             "hair_levels": (0.0, 0.0, 0.0, 0.1, 0.3, 0.6, 0.85, 1.0),
             "brow_levels": (0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.35), "margin": 48, "broad": 8.0,
             "wrinkle_gain": 1.0, "wrinkle_levels": (0.0, 0.0, 0.0, 0.1, 0.3, 0.55, 0.8, 1.0), "foreshortening": 1.0, "foreshortening_free": 1.3,
-            "brightest": 1.0}
+            "brightest": 1.0, "texture_cap": 2.0}
 FORE_SIGMA = 3.0  # px at 128: the area ratio of the map is constant per triangle, smoothed over their edges
 SOFT_EDGE = 2.0  # px at 128: the colour and detail changes fade over the region masks' edge and more
 FLOW_EDGE = 6.0  # px at 128: the shape change fades over a wider band
@@ -302,7 +305,8 @@ class PrototypeAger(nn.Module):
                  hair_levels=SETTINGS["hair_levels"], brow_levels=SETTINGS["brow_levels"], margin: int = SETTINGS["margin"],
                  broad: float = SETTINGS["broad"], wrinkle_gain: float = SETTINGS["wrinkle_gain"],
                  wrinkle_levels=SETTINGS["wrinkle_levels"], foreshortening: float = SETTINGS["foreshortening"],
-                 foreshortening_free: float = SETTINGS["foreshortening_free"], brightest: float = SETTINGS["brightest"]):
+                 foreshortening_free: float = SETTINGS["foreshortening_free"], brightest: float = SETTINGS["brightest"],
+                 texture_cap: float = SETTINGS["texture_cap"]):
         super().__init__()
         size = protos["textures"].shape[-1]
         out = size + 2 * int(margin)  # the crop the model takes: the template's square and a margin
@@ -381,6 +385,8 @@ class PrototypeAger(nn.Module):
         self.foreshortening = float(foreshortening)
         self.foreshortening_free = float(foreshortening_free)
         self.brightest = float(brightest)
+        self.texture_cap = float(texture_cap)
+        self.energy_blur = Blur(ENERGY_SIGMA)
         self.fore_soft = Blur(FORE_SIGMA * size / 128)
 
     def foreshortened(self, mapped, cover):
@@ -420,7 +426,12 @@ class PrototypeAger(nn.Module):
         small = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
         return group_probs(torch.softmax(self.age_net(small), 1), self.groups)
 
-    def _detail(self, image, log_ratio):
+    def _detail(self, image, log_ratio, target_energy, gain: float = 1.0):
+        """The detail change, ``gain`` times the bands deepened (or smoothed) by the prototypes'
+        energy ratio (``log_ratio``, per band). Deepening stops where a band's local energy would
+        pass ``texture_cap`` times the target group's (``target_energy``, the prototypes' own, on
+        this face): the ratio assumes a face as soft as UTKFace's chips, and a sharp photo's pores
+        and stubble, amplified in full, read as dark blotches; a soft face's lines deepen in full."""
         y = ((image + 1) * 0.5 * self.luma).sum(1, keepdim=True)
         levels = [y] + [b(y) for b in self.blurs]
         ratio = torch.exp(log_ratio.clamp(-self.max_log_ratio, self.max_log_ratio)) - 1
@@ -428,6 +439,10 @@ class PrototypeAger(nn.Module):
         for i in range(len(self.blurs)):
             band = levels[i] - levels[i + 1]
             r = ratio[:, i : i + 1]
+            if self.texture_cap > 0:
+                own = self.energy_blur(band.abs())  # as the prototypes' energy was measured
+                room = (self.texture_cap * target_energy[:, i : i + 1] / (own + 1e-4) - 1).clamp_min(0.0) / max(gain, 1e-6)
+                r = torch.where(r > 0, torch.minimum(r, room), r)  # smoothing stays
             if self.detail_coring > 0:
                 # deepening only what stands out of the noise (coring): a smooth young face's own
                 # fine detail is mostly sensor and JPEG noise, and amplified it reads as crackle
@@ -436,7 +451,7 @@ class PrototypeAger(nn.Module):
             else:
                 detail = detail + r * band
         # strong edges (eyelids, lips, glasses) would get halos from the same gain: saturate
-        return self.detail_limit * torch.tanh(detail / self.detail_limit)
+        return gain * self.detail_limit * torch.tanh(detail / self.detail_limit)
 
     def forward(self, image, target, regions, landmarks, hair):
         p = self.source(image, landmarks)  # the face's own distribution over the groups
@@ -448,6 +463,7 @@ class PrototypeAger(nn.Module):
             torch.einsum("nk,kchw->nchw", w, self.pattern),
             torch.einsum("nk,kchw->nchw", w, self.broad),
             torch.einsum("nk,kbhw->nbhw", w, self.log_energy * self.band_weights),
+            torch.einsum("nk,kbhw->nbhw", target, self.log_energy),
             torch.einsum("nk,kchw->nchw", w, self.flows),
             self.cover.expand(n, -1, -1, -1),
             self.skin.expand(n, -1, -1, -1),
@@ -457,8 +473,8 @@ class PrototypeAger(nn.Module):
         ], 1)
         mapped = self.map(landmarks)
         fields = self.map.sample(fields, mapped)
-        pattern, broad, log_ratio, flow = fields[:, :3], fields[:, 3:6], fields[:, 6:9], fields[:, 9:11]
-        cover, skin, head, top, lines = fields[:, 11:12], fields[:, 12:13], fields[:, 13:14], fields[:, 14:15], fields[:, 15:16]
+        pattern, broad, log_ratio, log_target, flow = fields[:, :3], fields[:, 3:6], fields[:, 6:9], fields[:, 9:12], fields[:, 12:14]
+        cover, skin, head, top, lines = fields[:, 14:15], fields[:, 15:16], fields[:, 16:17], fields[:, 17:18], fields[:, 18:19]
         x01 = (image + 1) * 0.5
         # colour: chroma only as far as the photo has colour (a black-and-white photo ages in grey)
         chroma = ((x01 - (x01 * self.luma).sum(1, keepdim=True)).abs() * cover).sum((1, 2, 3), keepdim=True)
@@ -471,7 +487,7 @@ class PrototypeAger(nn.Module):
         gate = self.soft(regions.sum(1, keepdim=True).clamp(0.0, 1.5)) * top
         if self.foreshortening > 0:
             gate = gate * self.foreshortened(mapped, cover)
-        change = limit(gc * pattern) * brightness + gd * self._detail(image, log_ratio)
+        change = limit(gc * pattern) * brightness + self._detail(image, log_ratio, torch.exp(log_target), gd)
         # real old faces' lines, as a relative contrast (the same on dark and light skin), by how
         # far the target's wrinkle level lies above the face's own
         lined = 1 + gate * (w @ self.wrinkle_levels).clamp_min(0.0).view(n, 1, 1, 1) * lines
