@@ -43,8 +43,8 @@ HEAD_REACH = 1.25  # how far hair is looked for, in units of the head ellipse (v
 SIDE_DEPTH = 0.6  # how far below the eyes hair beside the face is looked for, in eye-to-chin lengths
 HAIR_TOL = 0.14  # how far (RGB distance) a hair pixel's colour may be from the hair's mean colour
 RING = (1.6, 1.8, 2.0)  # where the background is sampled, in units of the head ellipse (past the hair)
-RING_ANGLES = 32  # how many directions around the head it is sampled in
-RING_KAPPA = 12.0  # how narrowly a pixel takes the background of its own direction (von Mises)
+RING_ANGLES = 16  # how many directions around the head it is sampled in
+RING_KAPPA = 6.0  # how narrowly a pixel takes the background of its own direction (von Mises)
 
 
 def face_frame(landmarks: torch.Tensor):
@@ -93,7 +93,7 @@ class HairGreying(nn.Module):
         """The background around the head: its colour (N, 3, RING_ANGLES) sampled on rings around
         the head ellipse (RING, past where hair is looked for; a point beyond the crop takes its
         edge) in RING_ANGLES directions, the rings' median per direction (a thin object crossing
-        one ring does not count); and how much each direction is behind each pixel (N, 1,
+        one ring does not count); and how much each direction is behind each pixel (N,
         RING_ANGLES, s, s): a von Mises weight of the angle between them, summing to 1."""
         n = image01.shape[0]
         theta = torch.arange(RING_ANGLES, dtype=image01.dtype, device=image01.device) * (6.283185307 / RING_ANGLES)
@@ -110,8 +110,8 @@ class HairGreying(nn.Module):
         # each pixel's direction around the head, in the ellipse's own units
         eu, ev = (u - mid) / ax, v / ay
         norm = torch.sqrt(eu * eu + ev * ev + 1e-6)
-        logits = RING_KAPPA * ((eu / norm).unsqueeze(2) * cos.view(1, 1, -1, 1, 1) + (ev / norm).unsqueeze(2) * sin.view(1, 1, -1, 1, 1))
-        return ring, torch.softmax(logits, 2)
+        logits = RING_KAPPA * ((eu / norm) * cos.view(1, -1, 1, 1) + (ev / norm) * sin.view(1, -1, 1, 1))
+        return ring, torch.softmax(logits, 1)
 
     def masks(self, image01, landmarks, face):
         """Hair (N, 1, S, S) and brows (N, 1, S, S) in [0, 1]."""
@@ -158,9 +158,12 @@ class HairGreying(nn.Module):
         # what looks like the background is not hair, unless the background has the hair's colour:
         # then only the pixels near the head are taken (both judged per direction and then
         # blended: a blend of the colours across a wall's edge would match neither side)
-        behind = lambda f: (weights * f).sum(2)
-        bg_like = behind(torch.exp(-dist(image01.unsqueeze(2), ring.unsqueeze(3).unsqueeze(4)) ** 2 / (2 * 0.06**2)))
-        bg_close = behind(torch.sigmoid((HAIR_TOL - dist(hair_ref.unsqueeze(2), ring.unsqueeze(3).unsqueeze(4))) / 0.03))
+        # (squared distances to every direction's colour as |a|^2 + |b|^2 - 2 a.b: one product)
+        sq = ((image01 * image01).sum(1, keepdim=True) + (ring * ring).sum(1).unsqueeze(2).unsqueeze(3)
+              - 2 * torch.einsum("ncij,nck->nkij", image01, ring)).clamp_min(0.0)
+        bg_like = (weights * torch.exp(-sq / (2 * 0.06**2))).sum(1, keepdim=True)
+        close = torch.sigmoid((HAIR_TOL - dist(hair_ref.squeeze(3), ring)) / 0.03)  # (N, 1, RING_ANGLES)
+        bg_close = (weights * close.view(close.shape[0], -1, 1, 1)).sum(1, keepdim=True)
         near_head = torch.sigmoid((0.95 - q) / 0.05)
         # hair has strands: fine luminance texture that a wall or the sky has not
         y = (image01 * self.luma).sum(1, keepdim=True)

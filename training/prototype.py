@@ -386,7 +386,7 @@ class PrototypeAger(nn.Module):
         self.foreshortening_free = float(foreshortening_free)
         self.brightest = float(brightest)
         self.texture_cap = float(texture_cap)
-        self.energy_blur = Blur(ENERGY_SIGMA)
+        self.energy_blur = Blur(ENERGY_SIGMA / 4)  # at a quarter of the resolution
         self.fore_soft = Blur(FORE_SIGMA * size / 128)
 
     def foreshortened(self, mapped, cover):
@@ -435,13 +435,19 @@ class PrototypeAger(nn.Module):
         y = ((image + 1) * 0.5 * self.luma).sum(1, keepdim=True)
         levels = [y] + [b(y) for b in self.blurs]
         ratio = torch.exp(log_ratio.clamp(-self.max_log_ratio, self.max_log_ratio)) - 1
+        if self.texture_cap > 0:
+            # each band's local energy as the prototypes' was measured (G(3) * |band|); smooth, so
+            # found at a quarter of the resolution, all bands in one pass
+            nb = len(self.blurs)
+            bands = torch.cat([(levels[i] - levels[i + 1]).abs() for i in range(nb)], 0)
+            own = F.interpolate(self.energy_blur(F.avg_pool2d(bands, 4)), size=y.shape[-2:], mode="bilinear", align_corners=False)
+            own = own.view(nb, -1, 1, *y.shape[-2:])
         detail = 0
         for i in range(len(self.blurs)):
             band = levels[i] - levels[i + 1]
             r = ratio[:, i : i + 1]
             if self.texture_cap > 0:
-                own = self.energy_blur(band.abs())  # as the prototypes' energy was measured
-                room = (self.texture_cap * target_energy[:, i : i + 1] / (own + 1e-4) - 1).clamp_min(0.0) / max(gain, 1e-6)
+                room = (self.texture_cap * target_energy[:, i : i + 1] / (own[i] + 1e-4) - 1).clamp_min(0.0) / max(gain, 1e-6)
                 r = torch.where(r > 0, torch.minimum(r, room), r)  # smoothing stays
             if self.detail_coring > 0:
                 # deepening only what stands out of the noise (coring): a smooth young face's own
