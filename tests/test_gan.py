@@ -80,6 +80,9 @@ def test_critic_and_adversarial_losses():
     assert float(L.critic_loss(torch.tensor([1.5, 2.0]), torch.tensor([-1.0, -3.0]))) == 0
     assert float(L.critic_loss(torch.tensor([0.0]), torch.tensor([0.0]))) == 2
     assert float(L.adversarial_loss(torch.tensor([2.0]))) < float(L.adversarial_loss(torch.tensor([0.0])))
+    # a real face judged as another group counts as a fake: nothing to learn once it scores below -1
+    assert float(L.mismatch_loss(torch.tensor([-1.5, -2.0]))) == 0
+    assert float(L.mismatch_loss(torch.tensor([1.0]))) == 2
 
 
 def test_guide_view_blurs_noises_and_shifts_yet_passes_gradients():
@@ -121,6 +124,15 @@ def test_identity_loss_is_the_descriptor_distance_and_holds_the_input_fixed():
     loss.backward()
     assert d_in.grad is None and float(d_out.grad.abs().sum()) > 0
     assert float(L.identity_loss(d_in.detach(), d_in.detach())) == 0
+    # with a margin, a face within it is not pulled back at all; one past it by the excess only
+    near = d_out.detach().clone().requires_grad_(True)
+    held = L.identity_loss(near, d_in, margin=0.45)
+    assert float(held) == 0
+    held.backward()
+    assert float(near.grad.abs().sum()) == 0
+    far = torch.zeros(2, 128)
+    far[:, 0] = 0.7
+    assert float(L.identity_loss(far, d_in.detach(), margin=0.45)) == pytest.approx(0.25)
 
 
 # --------------------------------------------------------------------------- the tiny teacher
@@ -285,6 +297,27 @@ def test_the_critic_can_learn_before_the_generator_listens(tiny_cache, age_run, 
     rows = [r for r in map(json.loads, (run / "stats.jsonl").read_text().splitlines()) if "teacher" in r]
     assert "d_loss" not in rows[0] and "d_loss" in rows[1] and "adv" not in rows[1] and "adv" in rows[3]
     assert 0.0 <= rows[1]["d_real_above_fake"] <= 1.0
+    assert "d_group_right" not in rows[1]  # the mismatch term is off by default
+
+
+def test_the_critic_learns_the_groups_with_the_mismatch_term(tiny_cache, age_run, teacher_run, tmp_path):
+    """With ``w_mismatch`` the critic's loss also takes real faces judged as another group (at
+    least two away) as fakes, and the stats say how often it scores the right group higher."""
+    import json
+
+    from training.gan.loop import other_groups, train
+
+    cfg = gan_cfg(age_run, teacher_run, critic_start=1, gan_start=50, w_mismatch=1.0)
+    run = train(cfg, tiny_cache, tmp_path / "run")
+    rows = [r for r in map(json.loads, (run / "stats.jsonl").read_text().splitlines()) if "d_loss" in r]
+    assert rows and all(0.0 <= r["d_group_right"] <= 1.0 for r in rows)
+    # the wrong groups are at least two away from the right ones (in age, not around a circle), and
+    # every other group comes up
+    k, groups = 8, np.arange(8).repeat(200)
+    wrong = other_groups(np.random.default_rng(0), groups, k)
+    assert np.abs(wrong - groups).min() >= 2
+    for g in range(k):
+        assert set(wrong[groups == g]) == {w for w in range(k) if abs(w - g) >= 2}
 
 
 def test_resume_is_exact(tiny_cache, age_run, teacher_run, gan_run, tmp_path):

@@ -42,12 +42,14 @@ class Aging2Config(CommonConfig):
     w_age: float = 0.2
     guide_grey: bool = True  # the age guide sees the luminance only (losses.guide_view)
     w_id: float = 0.5
+    id_margin: float = 0.0  # descriptor distance the identity loss leaves alone (losses.identity_loss)
     anneal_start: int = 40000
     anneal_end: int = 100000
     teacher_floor: float = 0.2
     gan_start: int = 30000
     critic_start: int = -1  # the critic learns from here on, before the generator listens to it (-1: at gan_start)
     n_critic: int = 1
+    w_mismatch: float = 0.0  # the critic also scores real faces judged as another group as fakes (losses.mismatch_loss)
     id_faces: int = 4  # faces of the batch the identity loss sees (dlib's network is the dearest part)
     strength_jitter: float = 0.3
     hair_jitter: float = 0.3

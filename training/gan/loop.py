@@ -56,6 +56,13 @@ def adopt(cfg: Aging2Config, run_config: dict, keep=()) -> Aging2Config:
     return cfg
 
 
+def other_groups(r: np.random.Generator, groups: np.ndarray, k: int) -> np.ndarray:
+    """For each group index, a random other one at least two groups away (a neighbour is too
+    near to call wrong: a 29- and a 31-year-old look alike)."""
+    far = [np.array([w for w in range(k) if abs(w - g) >= 2]) for g in range(k)]
+    return np.array([far[g][r.integers(len(far[g]))] for g in groups], dtype=np.int64)
+
+
 def build_net(teacher, cfg: Aging2Config) -> AgingNet:
     return AgingNet(teacher, len(cfg.age_groups), **{k: getattr(cfg, k) for k in ARCH})
 
@@ -212,11 +219,19 @@ class Trainer:
             dr, drp = self.critic(rf, rp, t_real)
             df, dfp = self.critic(ff, fp, t)
             loss = L.critic_loss(torch.cat([dr[:, None], drp], 1), torch.cat([df[:, None], dfp], 1))
+            stats = {}
+            if self.cfg.w_mismatch > 0:
+                # the same real faces judged as a group at least two away
+                wrong = other_groups(r, groups, self.k)
+                dw, dwp = self.critic(rf, rp, F.one_hot(torch.from_numpy(wrong), self.k).float())
+                loss = loss + self.cfg.w_mismatch * L.mismatch_loss(torch.cat([dw[:, None], dwp], 1))
+                stats["d_group_right"] = float((dr > dw).float().mean())
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
-        # how often the critic tells them apart: a real face of group t scored above the network's face for t
-        return {"d_loss": float(loss.detach()), "d_real_above_fake": float((dr > df).float().mean())}
+        # how often the critic tells them apart: a real face of group t scored above the network's face
+        # for t; and (d_group_right) above the same face judged as another group
+        return {"d_loss": float(loss.detach()), "d_real_above_fake": float((dr > df).float().mean()), **stats}
 
     def _identity(self, x, out, lm):
         from ..face_descriptor import FaceDescriptor, face_chips
@@ -229,7 +244,7 @@ class Trainer:
         with torch.no_grad():
             d_in = self.descriptor(face_chips(to255(x), lmn, quantize=False))
         d_out = self.descriptor(face_chips(to255(out), lmn, quantize=False))
-        return L.identity_loss(d_out, d_in)
+        return L.identity_loss(d_out, d_in, self.cfg.id_margin)
 
     # --- validation and pictures
     @torch.no_grad()
