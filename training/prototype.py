@@ -434,17 +434,16 @@ class PrototypeAger(nn.Module):
         and stubble, amplified in full, read as dark blotches; a soft face's lines deepen in full."""
         y = ((image + 1) * 0.5 * self.luma).sum(1, keepdim=True)
         levels = [y] + [b(y) for b in self.blurs]
+        bands = [levels[i] - levels[i + 1] for i in range(len(self.blurs))]
         ratio = torch.exp(log_ratio.clamp(-self.max_log_ratio, self.max_log_ratio)) - 1
         if self.texture_cap > 0:
             # each band's local energy as the prototypes' was measured (G(3) * |band|); smooth, so
             # found at a quarter of the resolution, all bands in one pass
-            nb = len(self.blurs)
-            bands = torch.cat([(levels[i] - levels[i + 1]).abs() for i in range(nb)], 0)
-            own = F.interpolate(self.energy_blur(F.avg_pool2d(bands, 4)), size=y.shape[-2:], mode="bilinear", align_corners=False)
-            own = own.view(nb, -1, 1, *y.shape[-2:])
+            own = torch.cat([b.abs() for b in bands], 0)
+            own = F.interpolate(self.energy_blur(F.avg_pool2d(own, 4)), size=y.shape[-2:], mode="bilinear", align_corners=False)
+            own = own.view(len(bands), -1, 1, *y.shape[-2:])
         detail = 0
-        for i in range(len(self.blurs)):
-            band = levels[i] - levels[i + 1]
+        for i, band in enumerate(bands):
             r = ratio[:, i : i + 1]
             if self.texture_cap > 0:
                 room = (self.texture_cap * target_energy[:, i : i + 1] / (own[i] + 1e-4) - 1).clamp_min(0.0) / max(gain, 1e-6)
