@@ -1,4 +1,4 @@
-"""python -m training {preprocess, age, judge, aging, aging2, baseline, prototype, export, evaluate, showcase} — see README.md."""
+"""python -m training {preprocess, age, judge, aging, aging2, baseline, prototype, strengths, export, evaluate, showcase} — see README.md."""
 
 from __future__ import annotations
 
@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--age-model", required=True, help="age-model run folder or exported age.onnx")
     p.add_argument("--out", required=True, help="run folder for the model")
     p.add_argument("--gains", default=None, help="colour,detail,shape multipliers (default: training/prototype.py SETTINGS)")
+    p = sub.add_parser("strengths", help="learn how strongly the prototype model ages each face (training/strengths.py)")
+    p.add_argument("--teacher", required=True, help="the prototype run folder")
+    p.add_argument("--cache", required=True, help="preprocessed cache")
+    p.add_argument("--out", required=True, help="run folder: the prototype model with the controller in it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting (StrengthConfig)")
     p = sub.add_parser("showcase", help="pictures of a shipped model for docs/")
     p.add_argument("--models", required=True, help="models folder (aging.onnx, age.onnx, manifest.json)")
     p.add_argument("--cache", required=True, help="preprocessed cache (its test split)")
@@ -169,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
 
             extra = {"gains": tuple(float(v) for v in args.gains.split(","))} if args.gains else {}
             build_prototype(Path(args.cache), Path(args.age_model), Path(args.out), DECADES, **extra)
+            return 0
+        if args.cmd == "strengths":
+            from .config import resolve
+            from .strengths import StrengthConfig, train as train_strengths
+
+            print(train_strengths(Path(args.teacher), Path(args.cache), Path(args.out), resolve(StrengthConfig, None, args.set)))
             return 0
         if args.cmd == "showcase":
             from .showcase import write_showcase

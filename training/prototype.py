@@ -117,6 +117,11 @@ SOFT_EDGE = 2.0  # px at 128: the colour and detail changes fade over the region
 FLOW_EDGE = 6.0  # px at 128: the shape change fades over a wider band
 
 
+def _positive(gain):
+    """A gain (a number, or a tensor of them per face) kept above zero, for dividing by it."""
+    return gain.clamp_min(1e-6) if torch.is_tensor(gain) else max(gain, 1e-6)
+
+
 def _border_points(size: int, per_side: int = 4) -> np.ndarray:
     t = np.linspace(0, size - 1, per_side + 1)[:-1]
     e = size - 1
@@ -388,6 +393,8 @@ class PrototypeAger(nn.Module):
         self.texture_cap = float(texture_cap)
         self.energy_blur = Blur(ENERGY_SIGMA / 4)  # at a quarter of the resolution
         self.fore_soft = Blur(FORE_SIGMA * size / 128)
+        self.strengths = None  # a learned controller of the gains per face (training/strengths.py), if any
+        self.seen = {}
 
     def foreshortened(self, mapped, cover):
         """(N, 1, S, S) in (0, 1]: how much of the colour, detail and lines a pixel takes, by how
@@ -412,6 +419,10 @@ class PrototypeAger(nn.Module):
     def source(self, image, landmarks):
         """The face's distribution over the age groups, by the age model it carries, on the face
         cut from ``image`` as that model was trained (similarity of the landmarks to its template)."""
+        return group_probs(torch.softmax(self.age_net(PrototypeAger.age_crop(self, image, landmarks)), 1), self.groups)
+
+    def age_crop(self, image, landmarks):
+        """The face cut from ``image`` as the carried age model was trained (its template square)."""
         src = landmarks[:, ALIGN_POINTS]
         mu = src.mean(1, keepdim=True)
         s = src - mu
@@ -423,8 +434,7 @@ class PrototypeAger(nn.Module):
         px = a.view(-1, 1) * q[..., 0] - b.view(-1, 1) * q[..., 1] + mu[..., 0]
         py = b.view(-1, 1) * q[..., 0] + a.view(-1, 1) * q[..., 1] + mu[..., 1]
         grid = torch.stack([px, py], -1).view(-1, self.age_size, self.age_size, 2) * (2.0 / (self.out_size - 1)) - 1
-        small = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return group_probs(torch.softmax(self.age_net(small), 1), self.groups)
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
     def _detail(self, image, log_ratio, target_energy, gain: float = 1.0):
         """The detail change, ``gain`` times the bands deepened (or smoothed) by the prototypes'
@@ -446,7 +456,7 @@ class PrototypeAger(nn.Module):
         for i, band in enumerate(bands):
             r = ratio[:, i : i + 1]
             if self.texture_cap > 0:
-                room = (self.texture_cap * target_energy[:, i : i + 1] / (own[i] + 1e-4) - 1).clamp_min(0.0) / max(gain, 1e-6)
+                room = (self.texture_cap * target_energy[:, i : i + 1] / (own[i] + 1e-4) - 1).clamp_min(0.0) / _positive(gain)
                 r = torch.where(r > 0, torch.minimum(r, room), r)  # smoothing stays
             if self.detail_coring > 0:
                 # deepening only what stands out of the noise (coring): a smooth young face's own
@@ -463,6 +473,15 @@ class PrototypeAger(nn.Module):
         w = target - p
         gc, gd, gs = self.gains
         n = w.shape[0]
+        gl = 1.0
+        if self.strengths is not None:
+            # how strongly this face ages, learned (training/strengths.py): multipliers of the
+            # colour pattern, texture, lines and shape gains
+            m = self.strengths(self.age_crop(image, landmarks), target, p)
+            if not (torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
+                self.seen["multipliers"] = m  # for training and inspection, not part of the graph
+            gc, gd, gl, gs = (gc * m[:, 0:1, None, None], gd * m[:, 1:2, None, None], m[:, 2:3, None, None],
+                              gs * m[:, 3:4, None, None])
         # everything learned in the template's coordinates, put on this face's own landmarks
         fields = torch.cat([
             torch.einsum("nk,kchw->nchw", w, self.pattern),
@@ -495,7 +514,7 @@ class PrototypeAger(nn.Module):
         change = limit(gc * pattern) * brightness + self._detail(image, log_ratio, torch.exp(log_target), gd)
         # real old faces' lines, as a relative contrast (the same on dark and light skin), by how
         # far the target's wrinkle level lies above the face's own
-        lined = 1 + gate * (w @ self.wrinkle_levels).clamp_min(0.0).view(n, 1, 1, 1) * lines
+        lined = 1 + gate * (w @ self.wrinkle_levels).clamp_min(0.0).view(n, 1, 1, 1) * gl * lines
         textured = within_range(x01, (x01 * (1 + gate * (tone - 1)) + gate * change) * lined) * 2 - 1
         # hair and brows: the hair still coloured in the photo greys by the share that greys
         # between the face's age and the target's, (G(t) - G(s)) / (1 - G(s)) for the groups' grey
@@ -527,8 +546,13 @@ class PrototypeAger(nn.Module):
         net = AgeNet(ac["width"], ac["max_age"])
         net.load_state_dict(state["age"])
         cfg = {**SETTINGS, "detail_coring": 0.0, **state["config"]}  # a run from before coring had none
-        return cls(state["protos"], net.eval(), int(ac["input_size"]), cfg["age_groups"], state["cover"], state["head"],
+        ager = cls(state["protos"], net.eval(), int(ac["input_size"]), cfg["age_groups"], state["cover"], state["head"],
                    **{k: cfg[k] for k in SETTINGS})
+        if "strengths" in state:
+            from .strengths import StrengthNet
+
+            ager.strengths = StrengthNet.from_state(state["strengths"])
+        return ager
 
 
 def pictures(protos: dict) -> np.ndarray:

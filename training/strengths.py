@@ -1,0 +1,233 @@
+"""How strongly the prototype model ages each face: a small learned controller.
+
+The prototype model (training/prototype.py) applies the same gains to every face, and those
+gains are a compromise: stronger aging costs the person (dlib's descriptor drifts past 0.6) on
+some faces long before others, so the shipped gains stop where the most fragile faces stop, and
+the old targets stay judged 12-20 years too young. ``StrengthNet`` reads the face (the age
+model's crop of it, which the model cuts anyway), the target and the face's source distribution,
+and returns four multipliers of the model's own gains: the colour pattern, the texture (detail),
+the real old faces' lines and the shape change. It cannot draw anything: its output space is
+"the prototype's own change, stronger or weaker", four numbers per face, so the classifier
+shortcut (patterns that fool an age model, docs/DESIGN.md) has no way in; the skin's tone and
+the hair are not in its hands.
+
+It is trained (``python -m training strengths``) with the prototype model frozen around it, on
+two signals: the age guide (the age model the aging model carries, never the judge) should find
+the aged face as old as the guide finds real faces of the target group, and the face descriptor
+(training/face_descriptor.py, dlib's network) should not drift past a margin below the
+verification threshold. A penalty on the multipliers' logarithm keeps them at 1 where neither
+signal asks for anything. Its last layer starts at zero: an untrained controller is the
+prototype model as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("colour", "detail", "lines", "shape")
+# each multiplier's range (low, high): the lines may grow most (the best trade of age for identity
+# any fixed setting offered, MODEL_CARD.md), the colour pattern least (skin-tone drift). Chosen on
+# 400 validation faces against narrower ones (texture to 1.6, lines to 2.5: 70+ a year younger)
+RANGES = ((0.6, 1.3), (0.6, 2.0), (0.5, 3.2), (0.5, 1.5))
+
+
+class StrengthNet(nn.Module):
+    """(face (N,3,a,a) in [-1,1], target (N,K), source (N,K)) -> multipliers (N, 4) in RANGES.
+
+    ``young``: the groups whose faces are children (1) or not (0). A child's face takes no more
+    of the lines and texture than the model gives it unaided (their multipliers above 1 are
+    scaled by the face's adult share): with a child's skull and skin, deeper lines read as paint
+    and the deepened texture as dirt (seen in the worst-16 gallery of children, a first
+    controller without this rule: grey streaks across babies' cheeks at 60+), and the guide,
+    asking a child made 70+ to be judged 74, would have them drawn to the range's end."""
+
+    def __init__(self, k: int, width: int = 16, ranges=RANGES, young=None):
+        super().__init__()
+        w = width
+        layers, c = [], 3
+        for cout in (w, 2 * w, 4 * w, 4 * w):
+            layers += [nn.Conv2d(c, cout, 3, 2, 1), nn.LeakyReLU(0.2)]
+            c = cout
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(c + 2 * k, 64), nn.LeakyReLU(0.2), nn.Linear(64, len(COMPONENTS)))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        lo, hi = torch.tensor([r[0] for r in ranges]), torch.tensor([r[1] for r in ranges])
+        self.register_buffer("log_lo", -torch.log(lo))  # > 0
+        self.register_buffer("log_hi", torch.log(hi))
+        self.register_buffer("young", torch.tensor([float(v) for v in (young or [0.0] * k)]))
+        # the multipliers held to 1 for children when above it: lines and detail
+        self.register_buffer("held", torch.tensor([0.0, 1.0, 1.0, 0.0]))
+        self.width, self.k = int(width), int(k)
+
+    def forward(self, face, target, source):
+        z = self.head(torch.cat([self.trunk(face).mean((2, 3)), target, source], 1))
+        t = torch.tanh(z)
+        m = torch.exp(torch.where(t > 0, t * self.log_hi, t * self.log_lo))  # 1 at z = 0
+        child = (source @ self.young).view(-1, 1) * self.held  # (N, 4)
+        return torch.where(m > 1, 1 + (m - 1) * (1 - child), m)
+
+    def config(self) -> dict:
+        ranges = torch.stack([torch.exp(-self.log_lo), torch.exp(self.log_hi)], 1).tolist()
+        return {"k": self.k, "width": self.width, "ranges": [[round(a, 6), round(b, 6)] for a, b in ranges],
+                "young": self.young.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "StrengthNet":
+        cfg = state["config"]
+        net = cls(int(cfg["k"]), int(cfg["width"]), [tuple(r) for r in cfg["ranges"]], cfg.get("young"))
+        net.load_state_dict({**net.state_dict(), **{k: v.float() for k, v in state["weights"].items()}})
+        return net.eval()
+
+
+# --- the losses, one function each (tests/test_strengths.py)
+
+def expected_age(age_logits: torch.Tensor) -> torch.Tensor:
+    """The age model's mean estimate (years) from its logits over ages 0 .. max_age."""
+    ages = torch.arange(age_logits.shape[1], dtype=age_logits.dtype, device=age_logits.device)
+    return (torch.softmax(age_logits, 1) * ages).sum(1)
+
+
+def age_gap_loss(estimate: torch.Tensor, target: torch.Tensor, reference: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
+    """How far the guide's estimate of the aged face lies from the guide's mean estimate of real
+    faces of the target group (``reference`` (K,) years, blended by the target weights): the gap
+    the evaluation measures, face by face, in units of ``scale`` years (smooth L1)."""
+    ref = target @ reference
+    return F.smooth_l1_loss(estimate / scale, ref / scale)
+
+
+def identity_hinge(desc_out: torch.Tensor, desc_in: torch.Tensor, margin: float) -> torch.Tensor:
+    """The descriptor distance of output to input, counted past ``margin`` only: a face that is
+    still clearly its person may age freely, one nearing dlib's 0.6 is held back."""
+    return torch.relu((desc_out - desc_in.detach()).norm(dim=1) - margin).mean()
+
+
+def multiplier_penalty(m: torch.Tensor) -> torch.Tensor:
+    """Mean squared logarithm of the multipliers: 1 costs nothing, x2 and x0.5 the same."""
+    return torch.log(m).pow(2).mean()
+
+
+# --- training
+
+@dataclass
+class StrengthConfig:
+    steps: int = 700
+    batch: int = 16
+    lr: float = 3e-3
+    width: int = 16
+    id_margin: float = 0.5  # 0.55 on 400 validation faces: 70+ verified 85.5 % and a skin-tone drift of 3.2
+    w_id: float = 20.0
+    w_age: float = 1.0
+    w_penalty: float = 0.05
+    seed: int = 0
+    threads: int = 1
+    ranges: tuple = RANGES  # (low, high) of each multiplier, COMPONENTS' order
+    reference_faces: int = 2000  # training faces whose guide estimates give each group's reference
+    log_every: int = 20
+
+
+def guide_logits(ager, image, landmarks):
+    """The age model the aging model carries, on the face cut as it cuts it (its logits)."""
+    return ager.age_net(ager.age_crop(image, landmarks))
+
+
+@torch.no_grad()
+def group_references(ager, cache, idx: np.ndarray, groups: list, margin: int) -> torch.Tensor:
+    """(K,) the guide's mean estimate of real training faces in each group: what an aged face
+    of that group should be found (the evaluation's "real" row, on the training split)."""
+    from .gan.pairs import load_faces
+    from .groups import group_indices
+
+    est = []
+    for i in range(0, len(idx), 64):
+        x, lm, _ = load_faces(cache, idx[i : i + 64], margin)
+        est.append(expected_age(guide_logits(ager, x, lm)))
+    est = torch.cat(est)
+    gi = torch.from_numpy(group_indices(cache.ages[idx], groups))
+    return torch.stack([est[gi == g].mean() if (gi == g).any() else torch.tensor(float("nan")) for g in range(len(groups))])
+
+
+def train(prototype_run: Path, cache_dir: Path, out: Path, cfg: StrengthConfig) -> Path:
+    """Train a controller for the prototype run's model; write ``out``/checkpoint.pt: the prototype
+    state with the controller in it (kind "prototype": evaluate and export take it as it is)."""
+    from .face_descriptor import FaceDescriptor, face_chips
+    from .gan.losses import guide_view
+    from .gan.pairs import conditions, load_faces, mirror
+    from .preprocess import FaceCache
+    from .prototype import PrototypeAger
+    from .runtime import save_checkpoint
+
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed)
+    state = torch.load(Path(prototype_run) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if state.get("kind") != "prototype":
+        raise ValueError(f"{prototype_run} is not a prototype run")
+    state.pop("strengths", None)
+    ager = PrototypeAger.from_state(state).eval().requires_grad_(False)
+    k = len(ager.groups)
+    young = [1.0 if g[1] is not None and g[1] < 20 else 0.0 for g in ager.groups]  # 0-9 and 10-19
+    net = StrengthNet(k, cfg.width, [tuple(r) for r in cfg.ranges], young)
+    ager.strengths = net
+    cache = FaceCache(cache_dir)
+    r = np.random.default_rng(cfg.seed)
+    train_idx = cache.indices("train")
+    ref_idx = np.sort(r.choice(train_idx, min(cfg.reference_faces, len(train_idx)), replace=False))
+    reference = group_references(ager, cache, ref_idx, ager.groups, ager.margin)
+    reference = torch.nan_to_num(reference, nan=float(np.nanmean(reference.numpy())))
+    log.info("the guide's mean estimate of real training faces per group: %s", " ".join(f"{v:.1f}" for v in reference))
+    desc = FaceDescriptor.from_dat()
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stats = open(out / "stats.jsonl", "a")
+    to255 = lambda im: (im + 1) * 127.5
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        idx = np.sort(r.choice(train_idx, cfg.batch, replace=False))
+        x, lm, masks = load_faces(cache, idx, ager.margin)
+        t, _, _ = conditions(r, cfg.batch, k, 0.25, 0.0, 0.0)
+        x, lm, masks = mirror(x, lm, masks, r.random(cfg.batch) < 0.5)
+        hair = torch.ones(cfg.batch)
+        net.train()
+        aged, _ = ager(x, t, masks, lm, hair)
+        m = ager.seen["multipliers"]
+        est = expected_age(guide_logits(ager, guide_view(aged, gen), lm))
+        lmr = lm.round()
+        with torch.no_grad():
+            d_in = desc(face_chips(to255(x), lmr, quantize=False))
+        d_out = desc(face_chips(to255(aged), lmr, quantize=False))
+        losses = {"age": age_gap_loss(est, t, reference), "id": identity_hinge(d_out, d_in, cfg.id_margin),
+                  "penalty": multiplier_penalty(m)}
+        total = cfg.w_age * losses["age"] + cfg.w_id * losses["id"] + cfg.w_penalty * losses["penalty"]
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            dist = (d_out - d_in).norm(dim=1).detach()
+            row = {"step": step, **{n: float(v.detach()) for n, v in losses.items()},
+                   "gap": float((est - t @ reference).mean().detach()),
+                   "gap_old": float((est - t @ reference)[t.argmax(1) >= k - 2].mean().detach()),
+                   "gap_young": float((est - t @ reference)[t.argmax(1) <= 1].mean().detach()), "dist_max": float(dist.max()),
+                   "over_06": float((dist > 0.6).float().mean()),
+                   **{c: float(m[:, i].mean().detach()) for i, c in enumerate(COMPONENTS)},
+                   "s_per_step": (time.perf_counter() - t0) / (step + 1)}
+            stats.write(json.dumps(row) + "\n")
+            stats.flush()
+            log.info("step %d age %.3f id %.4f gap %+.1f (60+ %+.1f, <20 %+.1f) multipliers %s (%.2f s/step)", step, row["age"], row["id"],
+                     row["gap"], row["gap_old"], row["gap_young"], " ".join(f"{c} {row[c]:.2f}" for c in COMPONENTS), row["s_per_step"])
+    state["strengths"] = {"config": {**net.config(), "train": cfg.__dict__, "reference": reference.tolist()},
+                          "weights": {k_: v.detach().clone() for k_, v in net.state_dict().items()}}
+    save_checkpoint(out, state)
+    return out
