@@ -45,12 +45,13 @@ RANGES = ((0.6, 1.3), (0.6, 2.0), (0.5, 3.2), (0.5, 1.5))
 class StrengthNet(nn.Module):
     """(face (N,3,a,a) in [-1,1], target (N,K), source (N,K)) -> multipliers (N, 4) in RANGES.
 
-    ``young``: the groups whose faces are children (1) or not (0). A child's face takes no more
-    of the lines and texture than the model gives it unaided (their multipliers above 1 are
-    scaled by the face's adult share): with a child's skull and skin, deeper lines read as paint
-    and the deepened texture as dirt (seen in the worst-16 gallery of children, a first
-    controller without this rule: grey streaks across babies' cheeks at 60+), and the guide,
-    asking a child made 70+ to be judged 74, would have them drawn to the range's end."""
+    ``young``: the groups whose faces are children (1) or not (0). A child's face is aged by the
+    model unaided (every multiplier is drawn to 1 by the face's child share): asked to make a
+    child made 70+ look 74, the controller drew the lines to the range's end (grey streaks across
+    babies' cheeks at 60+, in the worst-16 gallery of children); holding the lines and texture
+    alone, it took the shape change away instead and raised the colour (children made 70+ judged
+    36 years instead of 41, a skin-tone drift of 3.5): a child's face needs what the controller
+    cannot give (an adult's skull), so it is left to the model."""
 
     def __init__(self, k: int, width: int = 16, ranges=RANGES, young=None):
         super().__init__()
@@ -67,16 +68,14 @@ class StrengthNet(nn.Module):
         self.register_buffer("log_lo", -torch.log(lo))  # > 0
         self.register_buffer("log_hi", torch.log(hi))
         self.register_buffer("young", torch.tensor([float(v) for v in (young or [0.0] * k)]))
-        # the multipliers held to 1 for children when above it: lines and detail
-        self.register_buffer("held", torch.tensor([0.0, 1.0, 1.0, 0.0]))
         self.width, self.k = int(width), int(k)
 
     def forward(self, face, target, source):
         z = self.head(torch.cat([self.trunk(face).mean((2, 3)), target, source], 1))
         t = torch.tanh(z)
         m = torch.exp(torch.where(t > 0, t * self.log_hi, t * self.log_lo))  # 1 at z = 0
-        child = (source @ self.young).view(-1, 1) * self.held  # (N, 4)
-        return torch.where(m > 1, 1 + (m - 1) * (1 - child), m)
+        child = (source @ self.young).view(-1, 1)
+        return 1 + (m - 1) * (1 - child)
 
     def config(self) -> dict:
         ranges = torch.stack([torch.exp(-self.log_lo), torch.exp(self.log_hi)], 1).tolist()
@@ -87,7 +86,8 @@ class StrengthNet(nn.Module):
     def from_state(cls, state: dict) -> "StrengthNet":
         cfg = state["config"]
         net = cls(int(cfg["k"]), int(cfg["width"]), [tuple(r) for r in cfg["ranges"]], cfg.get("young"))
-        net.load_state_dict({**net.state_dict(), **{k: v.float() for k, v in state["weights"].items()}})
+        own = net.state_dict()
+        net.load_state_dict({**own, **{k: v.float() for k, v in state["weights"].items() if k in own}})
         return net.eval()
 
 
