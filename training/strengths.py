@@ -93,24 +93,12 @@ class StrengthNet(nn.Module):
 
 # --- the losses, one function each (tests/test_strengths.py)
 
-def expected_age(age_logits: torch.Tensor) -> torch.Tensor:
-    """The age model's mean estimate (years) from its logits over ages 0 .. max_age."""
-    ages = torch.arange(age_logits.shape[1], dtype=age_logits.dtype, device=age_logits.device)
-    return (torch.softmax(age_logits, 1) * ages).sum(1)
-
-
 def age_gap_loss(estimate: torch.Tensor, target: torch.Tensor, reference: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
     """How far the guide's estimate of the aged face lies from the guide's mean estimate of real
     faces of the target group (``reference`` (K,) years, blended by the target weights): the gap
     the evaluation measures, face by face, in units of ``scale`` years (smooth L1)."""
     ref = target @ reference
     return F.smooth_l1_loss(estimate / scale, ref / scale)
-
-
-def identity_hinge(desc_out: torch.Tensor, desc_in: torch.Tensor, margin: float) -> torch.Tensor:
-    """The descriptor distance of output to input, counted past ``margin`` only: a face that is
-    still clearly its person may age freely, one nearing dlib's 0.6 is held back."""
-    return torch.relu((desc_out - desc_in.detach()).norm(dim=1) - margin).mean()
 
 
 def multiplier_penalty(m: torch.Tensor) -> torch.Tensor:
@@ -137,9 +125,10 @@ class StrengthConfig:
     log_every: int = 20
 
 
-def guide_logits(ager, image, landmarks):
-    """The age model the aging model carries, on the face cut as it cuts it (its logits)."""
-    return ager.age_net(ager.age_crop(image, landmarks))
+def guide_age(ager, image, landmarks):
+    """The mean age estimate (years) of the age model the aging model carries, on the face cut as
+    it cuts it."""
+    return ager.age_net.predict(ager.age_crop(image, landmarks))[0]
 
 
 @torch.no_grad()
@@ -152,7 +141,7 @@ def group_references(ager, cache, idx: np.ndarray, groups: list, margin: int) ->
     est = []
     for i in range(0, len(idx), 64):
         x, lm, _ = load_faces(cache, idx[i : i + 64], margin)
-        est.append(expected_age(guide_logits(ager, x, lm)))
+        est.append(guide_age(ager, x, lm))
     est = torch.cat(est)
     gi = torch.from_numpy(group_indices(cache.ages[idx], groups))
     return torch.stack([est[gi == g].mean() if (gi == g).any() else torch.tensor(float("nan")) for g in range(len(groups))])
@@ -162,7 +151,7 @@ def train(prototype_run: Path, cache_dir: Path, out: Path, cfg: StrengthConfig) 
     """Train a controller for the prototype run's model; write ``out``/checkpoint.pt: the prototype
     state with the controller in it (kind "prototype": evaluate and export take it as it is)."""
     from .face_descriptor import FaceDescriptor, face_chips
-    from .gan.losses import guide_view
+    from .gan.losses import guide_view, identity_loss
     from .gan.pairs import conditions, load_faces, mirror
     from .preprocess import FaceCache
     from .prototype import PrototypeAger
@@ -191,42 +180,42 @@ def train(prototype_run: Path, cache_dir: Path, out: Path, cfg: StrengthConfig) 
     gen = torch.Generator().manual_seed(cfg.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stats = open(out / "stats.jsonl", "a")
-    to255 = lambda im: (im + 1) * 127.5
-    t0 = time.perf_counter()
-    for step in range(cfg.steps):
-        idx = np.sort(r.choice(train_idx, cfg.batch, replace=False))
-        x, lm, masks = load_faces(cache, idx, ager.margin)
-        t, _, _ = conditions(r, cfg.batch, k, 0.25, 0.0, 0.0)
-        x, lm, masks = mirror(x, lm, masks, r.random(cfg.batch) < 0.5)
-        hair = torch.ones(cfg.batch)
-        net.train()
-        aged, _ = ager(x, t, masks, lm, hair)
-        m = ager.seen["multipliers"]
-        est = expected_age(guide_logits(ager, guide_view(aged, gen), lm))
-        lmr = lm.round()
-        with torch.no_grad():
-            d_in = desc(face_chips(to255(x), lmr, quantize=False))
-        d_out = desc(face_chips(to255(aged), lmr, quantize=False))
-        losses = {"age": age_gap_loss(est, t, reference), "id": identity_hinge(d_out, d_in, cfg.id_margin),
-                  "penalty": multiplier_penalty(m)}
-        total = cfg.w_age * losses["age"] + cfg.w_id * losses["id"] + cfg.w_penalty * losses["penalty"]
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            dist = (d_out - d_in).norm(dim=1).detach()
-            row = {"step": step, **{n: float(v.detach()) for n, v in losses.items()},
-                   "gap": float((est - t @ reference).mean().detach()),
-                   "gap_old": float((est - t @ reference)[t.argmax(1) >= k - 2].mean().detach()),
-                   "gap_young": float((est - t @ reference)[t.argmax(1) <= 1].mean().detach()), "dist_max": float(dist.max()),
-                   "over_06": float((dist > 0.6).float().mean()),
-                   **{c: float(m[:, i].mean().detach()) for i, c in enumerate(COMPONENTS)},
-                   "s_per_step": (time.perf_counter() - t0) / (step + 1)}
-            stats.write(json.dumps(row) + "\n")
-            stats.flush()
-            log.info("step %d age %.3f id %.4f gap %+.1f (60+ %+.1f, <20 %+.1f) multipliers %s (%.2f s/step)", step, row["age"], row["id"],
-                     row["gap"], row["gap_old"], row["gap_young"], " ".join(f"{c} {row[c]:.2f}" for c in COMPONENTS), row["s_per_step"])
+    with open(out / "stats.jsonl", "a") as stats:
+        to255 = lambda im: (im + 1) * 127.5
+        t0 = time.perf_counter()
+        for step in range(cfg.steps):
+            idx = np.sort(r.choice(train_idx, cfg.batch, replace=False))
+            x, lm, masks = load_faces(cache, idx, ager.margin)
+            t, _, _ = conditions(r, cfg.batch, k, 0.25, 0.0, 0.0)
+            x, lm, masks = mirror(x, lm, masks, r.random(cfg.batch) < 0.5)
+            hair = torch.ones(cfg.batch)
+            net.train()
+            aged, _ = ager(x, t, masks, lm, hair)
+            m = ager.seen["multipliers"]
+            est = guide_age(ager, guide_view(aged, gen), lm)
+            lmr = lm.round()
+            with torch.no_grad():
+                d_in = desc(face_chips(to255(x), lmr, quantize=False))
+            d_out = desc(face_chips(to255(aged), lmr, quantize=False))
+            losses = {"age": age_gap_loss(est, t, reference), "id": identity_loss(d_out, d_in, cfg.id_margin),
+                      "penalty": multiplier_penalty(m)}
+            total = cfg.w_age * losses["age"] + cfg.w_id * losses["id"] + cfg.w_penalty * losses["penalty"]
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            if step % cfg.log_every == 0 or step == cfg.steps - 1:
+                dist = (d_out - d_in).norm(dim=1).detach()
+                row = {"step": step, **{n: float(v.detach()) for n, v in losses.items()},
+                       "gap": float((est - t @ reference).mean().detach()),
+                       "gap_old": float((est - t @ reference)[t.argmax(1) >= k - 2].mean().detach()),
+                       "gap_young": float((est - t @ reference)[t.argmax(1) <= 1].mean().detach()), "dist_max": float(dist.max()),
+                       "over_06": float((dist > 0.6).float().mean()),
+                       **{c: float(m[:, i].mean().detach()) for i, c in enumerate(COMPONENTS)},
+                       "s_per_step": (time.perf_counter() - t0) / (step + 1)}
+                stats.write(json.dumps(row) + "\n")
+                stats.flush()
+                log.info("step %d age %.3f id %.4f gap %+.1f (60+ %+.1f, <20 %+.1f) multipliers %s (%.2f s/step)", step, row["age"], row["id"],
+                         row["gap"], row["gap_old"], row["gap_young"], " ".join(f"{c} {row[c]:.2f}" for c in COMPONENTS), row["s_per_step"])
     state["strengths"] = {"config": {**net.config(), "train": cfg.__dict__, "reference": reference.tolist()},
                           "weights": {k_: v.detach().clone() for k_, v in net.state_dict().items()}}
     save_checkpoint(out, state)
