@@ -71,11 +71,12 @@ def test_multipliers_reach_their_ranges_ends_and_are_one_at_zero():
         with torch.no_grad():
             m = net(face, target, source)
         torch.testing.assert_close(m, expected.expand(2, -1))
+    torch.manual_seed(0)
     net = StrengthNet(8, width=4)
     with torch.no_grad():
         net.head[-1].weight.normal_(0, 10.0)  # a wild controller still stays inside
         m = net(torch.randn(64, 3, 32, 32), torch.eye(8)[torch.arange(64) % 8], torch.eye(8)[3:4].expand(64, -1))
-    assert torch.all(m >= lo - 1e-6) and torch.all(m <= hi + 1e-6) and m.std(0).min() > 0
+    assert torch.all(m >= lo - 1e-6) and torch.all(m <= hi + 1e-6) and float(m.std()) > 0.1
 
 
 def test_controller_weights_survive_the_checkpoint_round_trip():
