@@ -227,6 +227,31 @@ def test_untrained_network_is_the_teachers_warp(tiny_cache, teacher_run, age_run
     assert float((off - x).abs().max()) < 5e-5  # every strength 0: the input comes back (to grid_sample's rounding)
 
 
+def test_a_residual_network_starts_at_the_teacher_and_adds_to_its_output(tiny_cache, teacher_run, age_run):
+    from training.gan.loop import build_net
+    from training.gan.pairs import build_teacher, teacher_state
+
+    teacher, _ = build_teacher(teacher_state(teacher_run))
+    net = build_net(teacher, gan_cfg(age_run, teacher_run, residual=True)).eval()
+    x, t, masks, lm, hair = _inputs(tiny_cache, teacher.margin)
+    with torch.no_grad():
+        ref, _ = teacher(x, t, masks, lm, hair)
+        out, _ = net(x, t, masks, lm, hair)
+        assert float((ref - x).abs().mean()) > 2e-3  # the teacher changes the face
+        assert float((out - ref).abs().max()) < 1e-5  # an untrained residual network is the teacher
+        torch.manual_seed(0)
+        for m in [net.glob.head] + [lo.head for lo in net.locals]:
+            m.weight.normal_(0, 0.3)
+            m.bias.normal_(0, 0.3)
+        p = net.parts(x, t, masks, lm, hair)
+        given = net.parts(x, t, masks, lm, hair, base=ref)
+    assert float(p["change"].abs().mean()) > 1e-3
+    # its change is added to the teacher's output, with no second shape warp
+    assert torch.allclose(p["aged"], (ref + p["change"]).clamp(-1, 1), atol=1e-5)
+    assert torch.allclose(given["aged"], p["aged"], atol=1e-6)  # the teacher's output handed in: the same
+    assert not any(k.startswith("fixed.") for k in net.learned_state())  # the teacher stays out of its weights
+
+
 def test_region_strengths_and_hair_gate_the_change(net_and_teacher, tiny_cache):
     net, teacher = net_and_teacher
     x, t, masks, lm, hair = _inputs(tiny_cache, teacher.margin)
@@ -399,6 +424,25 @@ def test_export_to_contract_2_and_the_engine_runs_it(gan_run, tiny_cache, tmp_pa
     aged, attention = model.run(images, t.numpy(), masks.numpy(), landmarks=lm.numpy(), hair=hair.numpy())
     assert aged.shape[0] == 2 and np.isfinite(np.asarray(aged, dtype=np.float64)).all()
     assert out.name == "aging.onnx"
+
+
+def test_a_residual_run_trains_resumes_and_exports(tiny_cache, age_run, teacher_run, tmp_path):
+    from training.gan.loop import train
+
+    run = train(gan_cfg(age_run, teacher_run, residual=True), tiny_cache, tmp_path / "run")
+    state = load_checkpoint(run)
+    assert state["config"]["residual"] is True and state["step"] == 4
+    assert not any(k.startswith("fixed.") for k in state["gen"])
+    out = texport.export_run(run, tmp_path / "models")
+    model = AgingModel.load(out.parent, providers="cpu")
+    margin = int(state["teacher"]["config"]["margin"])
+    x, t, masks, lm, hair = _inputs(tiny_cache, margin)
+    images = ((x.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
+    aged, _ = model.run(images, t.numpy(), masks.numpy(), landmarks=lm.numpy(), hair=hair.numpy())
+    assert np.isfinite(np.asarray(aged, dtype=np.float64)).all()
+    # a fresh machine continues it from its resume point, a residual network again
+    train(gan_cfg(age_run, teacher_run, steps=5), tiny_cache, tmp_path / "fresh", resume=True, start_from=run / "resume_point.pt")
+    assert load_checkpoint(tmp_path / "fresh")["config"]["residual"] is True
 
 
 # ------------------------------------------------------------------------- the committed point

@@ -19,6 +19,7 @@ class Aging2Config(CommonConfig):
     l_width: int = 24  # their half-resolution width (the capacity)
     g_feat: int = 8  # global features handed to the local generators
     change_limit: float = 0.6  # |change| bound of the colour output ([-1, 1] units)
+    residual: bool = False  # the network adds to the teacher's output (nets.py) instead of learning it
     d_width: int = 32
     # optimisation
     batch: int = 16

@@ -36,7 +36,7 @@ from .pairs import build_teacher, compact_teacher, conditions, load_faces, mirro
 log = logging.getLogger(__name__)
 
 RESUME_POINT = Path(__file__).resolve().parent / "resume" / "aging_net.pt"
-ARCH = ("global_size", "g_width", "l_full", "l_width", "g_feat", "change_limit")
+ARCH = ("global_size", "g_width", "l_full", "l_width", "g_feat", "change_limit", "residual")
 # what a machine chooses for itself when it continues a run from a resume point; every other
 # setting (sizes, losses and their schedule, seed, batch, learning rates) is the run's own
 MACHINE_KEYS = ("data", "format", "cache", "size", "workers", "threads", "steps", "log_every", "sample_every",
@@ -162,7 +162,7 @@ class Trainer:
             t_aged, _ = self.teacher(x, t, regions, lm, hair)
         t2 = time.perf_counter()
         self.net.train()
-        p = self.net.parts(x, t, regions, lm, hair)
+        p = self.net.parts(x, t, regions, lm, hair, base=t_aged)
         out = p["aged"]
         w = schedule(cfg, step)
         losses = {"teacher": L.teacher_l1(out, t_aged), "teacher_ms": L.teacher_multiscale_l1(out, t_aged),

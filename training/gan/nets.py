@@ -21,6 +21,12 @@ The generator, shaped by what this CPU can train (bench/train_speed.py --aging2;
   then the teacher's warp. Every generator is conditioned on the target weights and the source
   distribution (FiLM), so a position between two groups blends continuously.
 The last layers start at zero: an untrained network returns the teacher's warp of its input.
+
+``residual``: the network starts at the teacher instead (DESIGN.md: a critic that judges "a real
+face of group t" pulled a network learned from scratch back towards its input). It takes the
+teacher's whole output (shape, colour, lines, hair) as its input and adds its change to it, with
+no second warp: an untrained network is the teacher exactly, and training can only add to what
+the teacher gives (or take back what the critic finds false in it).
 """
 
 from __future__ import annotations
@@ -134,6 +140,7 @@ class TeacherParts(nn.Module):
         self.map = teacher.map
         self.flow_soft = teacher.flow_soft
         self.shape_gain = float(teacher.gains[2])
+        self.whole = None  # the whole teacher, for a residual network (AgingNet sets it)
 
     def source(self, image, landmarks):
         from ..prototype import PrototypeAger
@@ -160,9 +167,12 @@ class AgingNet(nn.Module):
     the teacher's crop (its template square with a margin). See the module docstring."""
 
     def __init__(self, teacher, k: int, global_size: int = 64, g_width: int = 24, l_full: int = 12, l_width: int = 32,
-                 g_feat: int = 8, change_limit: float = 0.6, emb: int = 64):
+                 g_feat: int = 8, change_limit: float = 0.6, emb: int = 64, residual: bool = False):
         super().__init__()
         self.fixed = TeacherParts(teacher)
+        self.residual = bool(residual)
+        if self.residual:
+            self.fixed.whole = teacher
         s = self.fixed.out_size
         self.size, self.k, self.global_size, self.limit = s, k, int(global_size), float(change_limit)
         template = teacher.map.template_points[:68].numpy() + teacher.margin  # the template in crop pixels
@@ -230,11 +240,17 @@ class AgingNet(nn.Module):
             out.append(F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True))
         return out
 
-    def parts(self, image, target, regions, landmarks, hair):
+    def parts(self, image, target, regions, landmarks, hair, base=None):
         """Everything the losses need: aged, keep, the source distribution, the change before the
-        warp, the attention maps (global, then the five local ones)."""
+        warp, the attention maps (global, then the five local ones). ``base``: the teacher's
+        output for these inputs when the caller has it already (a residual network's input)."""
         n, s = image.shape[0], self.size
         source = self.fixed.source(image, landmarks)
+        original = image
+        if self.residual:
+            if base is None:
+                base, _ = self.fixed.whole(image, target, regions, landmarks, hair)
+            image = base.detach()
         w = target - source
         e = self.cond(torch.cat([target, source], 1))
         sim = self.similarity(landmarks)
@@ -273,8 +289,11 @@ class AgingNet(nn.Module):
         global_change = F.interpolate((1 - g_att) * g_change, size=(s, s), mode="bilinear", align_corners=False)
         change = gate * global_change + local_change
         textured = (image + change).clamp(-1, 1)
-        aged = self.fixed.warp(textured, flow, cover, head, top, regions).clamp(-1, 1)
-        keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)
+        if self.residual:  # the teacher's output has its shape change already
+            aged = textured
+        else:
+            aged = self.fixed.warp(textured, flow, cover, head, top, regions).clamp(-1, 1)
+        keep = 1 - torch.tanh((aged - original).abs().mean(1, keepdim=True) / 0.1)
         return {"aged": aged, "keep": keep, "source": source, "change": change, "attention": [g_att] + l_atts}
 
     def train(self, mode: bool = True):
