@@ -22,8 +22,8 @@ from core.regions import REGION_COLORS
 
 HAIR_COLOR = (170, 170, 176)  # grey: the hair's own swatch (it has no outline on the face)
 TITLES = {HAIR: "Hair"}
-TIPS = {HAIR: ("Age the hair and brows (greying; off: leave them as they are)",
-               "How strongly the hair and brows age (100 % = as the model learned)")}
+TIPS = {HAIR: ("Age the hair, beard and brows (greying; off: leave them as they are)",
+               "How strongly the hair, beard and brows age (100 % = as the model learned)")}
 
 
 def _swatch(name: str) -> QIcon:

@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         if strengths:
             sp.add_argument("--strength", type=_strength, action="append", default=[], metavar="NAME=V",
                             help="strength 0..1.5 (default 1) of a region (forehead, eyes, nose, mouth, cheeks) or "
-                                 "of the hair and brows (hair; 0 leaves them alone); repeatable")
+                                 "of the hair, beard and brows (hair; 0 leaves them alone); repeatable")
 
     sp = sub.add_parser("scan", help="find the faces in every photo of a folder")
     sp.add_argument("folder", type=Path)

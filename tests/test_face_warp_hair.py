@@ -204,3 +204,59 @@ def test_a_dark_background_beside_the_head_is_not_taken_for_hair():
     grey, _, _ = model(x, lm, torch.zeros(1, 1, size, size), torch.ones(1), torch.ones(1))
     # no glow: under 5 of 255 levels (the old mean background lifted the wall by some 20)
     assert (grey - x)[..., eye_y - 3 : eye_y + 3, left - 1 : left + 2].abs().max() < 0.04
+
+
+def _beard(image01: torch.Tensor, lm: torch.Tensor, strands: bool) -> torch.Tensor:
+    """The portrait with a dark patch on the chin, between the mouth and the jaw: stubble (dark
+    dots) or, without strands, a smooth shadow of the same mean darkness."""
+    img = image01[0].permute(1, 2, 0).numpy().copy()
+    pts = lm[0].numpy()
+    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    y0, y1 = int(pts[57, 1] + 0.12 * d), int(pts[8, 1] - 0.2 * d)
+    x0, x1 = int(pts[6, 0]), int(pts[10, 0])
+    patch = img[y0:y1, x0:x1]
+    if strands:
+        rng = np.random.default_rng(1)
+        dots = rng.random(patch.shape[:2]) < 0.5
+        patch[dots] *= 0.35  # half the pixels dark: stubble, about 0.2 darker on average
+    else:  # about as dark, smooth and soft-edged, as a shadow is
+        import cv2
+
+        shade = np.zeros(img.shape[:2], np.float32)
+        shade[y0:y1, x0:x1] = 1.0
+        shade = cv2.GaussianBlur(shade, (0, 0), 0.1 * d)
+        img *= (1 - 0.35 * shade)[..., None]
+    return torch.from_numpy(img).permute(2, 0, 1)[None], (y0, y1, x0, x1)
+
+
+def test_a_beard_greys_with_the_hair_and_a_chin_shadow_or_the_lips_do_not():
+    size = 256
+    model = HairGreying(size)
+    image01, lm = _portrait(size)
+    pts = lm[0].numpy()
+    lips = (slice(int(pts[51, 1]), int(pts[57, 1])), slice(int(pts[48, 0]) + 2, int(pts[54, 0]) - 2))
+    body = (lips[0].start, lips[0].start + 2 * (lips[0].stop - lips[0].start) // 3)  # the lip off its lower edge, where the beard begins
+    img = image01.clone()
+    img[0, :, lips[0], lips[1]] = torch.tensor([0.55, 0.25, 0.25]).view(3, 1, 1)  # dark red lips
+    for strands, expected in ((True, "found"), (False, "left")):
+        face, (y0, y1, x0, x1) = _beard(img, lm, strands)
+        beard = model.beard(face, lm)
+        inner = beard[0, 0, y0 + 3 : y1 - 3, x0 + 3 : x1 - 3]
+        if expected == "found":
+            assert inner.mean() > 0.5
+        else:
+            assert inner.max() < 0.1  # a smooth shadow is not a beard
+        assert beard[0, 0, body[0] : body[1], lips[1]].max() < 0.1  # nor the lips
+        cheek = (pts[2] + pts[30]) / 2
+        assert beard[0, 0, int(cheek[1]), int(cheek[0])] < 0.05  # nor the cheek
+    face, (y0, y1, x0, x1) = _beard(img, lm, True)
+    x = face * 2 - 1
+    none, _, _ = model(x, lm, torch.zeros(1, 1, size, size), torch.zeros(1), torch.zeros(1))
+    assert torch.allclose(none, x, atol=1e-6)
+    grey, _, _ = model(x, lm, torch.zeros(1, 1, size, size), torch.ones(1), torch.zeros(1))
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    lift = (((grey - x) / 2) * luma).sum(1)[0, y0 + 3 : y1 - 3, x0 + 3 : x1 - 3]
+    assert lift.mean() > 0.1  # the stubble greys (lighter) with the hair amount
+    child, _, _ = model(x, lm, torch.zeros(1, 1, size, size), torch.ones(1), torch.zeros(1), torch.zeros(1))
+    assert float((child - x)[..., y0 + 3 : y1 - 3, x0 + 3 : x1 - 3].abs().max()) < 1e-4  # no beard amount: it stays
+    assert float((grey - x)[..., body[0] : body[1], lips[1]].abs().mean()) < 0.02  # the lips keep their colour

@@ -163,3 +163,33 @@ def test_a_trained_controller_ships_inside_the_exported_model(tiny_cache, age_ru
     assert not torch.allclose(mult, torch.ones_like(mult))  # it learned something in three steps
     np.testing.assert_allclose(model.session.run(feed)["aged"], ref.numpy(), atol=1e-4)
     np.testing.assert_allclose(same.numpy(), x.numpy(), atol=5e-5)
+
+
+def test_a_turned_face_is_aged_by_the_model_unaided():
+    import numpy as np
+
+    from testkit.contract_model import AGING_TEMPLATE
+    from training.eval_slices import yaw_degrees
+    from training.strengths import TURNED, turn
+
+    pts = np.array(AGING_TEMPLATE, np.float64) * 128
+    half = (pts[16, 0] - pts[0, 0]) / 2
+    faces = []
+    for shift in (0.0, 0.45, 0.7):  # frontal, turned some 30 degrees, turned past 40 degrees
+        f = pts.copy()
+        f[27:36, 0] += shift * half
+        faces.append(f)
+    lm = torch.tensor(np.stack(faces), dtype=torch.float32)
+    expected = np.abs(np.sin(np.radians(yaw_degrees(lm.numpy()))))
+    torch.testing.assert_close(turn(lm), torch.tensor(expected, dtype=torch.float32), atol=1e-4, rtol=0)
+    t = turn(lm)
+    assert float(t[0]) < TURNED[0] < float(t[1]) < TURNED[1] < float(t[2])
+    net = _controller({"colour": 5.0, "detail": 5.0, "lines": 5.0, "shape": -5.0})  # three up, the shape down
+    face, target, source = torch.randn(1, 3, 32, 32).expand(3, -1, -1, -1), torch.eye(8)[[7, 7, 7]], torch.eye(8)[[3, 3, 3]]
+    with torch.no_grad():
+        m = net(face, target, source, t)
+        plain = net(face, target, source)
+    torch.testing.assert_close(m[0], plain[0])  # frontal: as learned
+    torch.testing.assert_close(m[2, :3], torch.ones(3))  # turned past 40 degrees: nothing added ...
+    torch.testing.assert_close(m[:, 3], plain[:, 3])  # ... and what it takes away, kept
+    assert torch.all(m[1, :3] > 1.05) and torch.all(m[1, :3] < m[0, :3] - 0.05)  # between

@@ -60,9 +60,9 @@ def _candidates(faces, labels):
 
 
 def test_exemplars_are_the_most_lined_women_of_each_skin_tone():
-    amps = [0.10, 0.40, 0.30, 0.35, 0.05, 0.25, 0.20, 0.45]
-    genders = [1, 1, 1, 1, 1, 1, 1, 0]  # the most lined face is a man's: left out (beard stubble)
-    races = [0, 0, 0, 1, 1, 1, 2, 0]
+    amps = [0.10, 0.40, 0.30, 0.35, 0.05, 0.25, 0.20, 0.45, 0.15, 0.38, 0.12, 0.22, 0.28, 0.33, 0.18]
+    genders = [1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]  # the most lined face is a man's: left out (beard stubble)
+    races = [0, 0, 0, 1, 1, 1, 2, 0, 0, 0, 0, 0, 1, 1, 1]
     labels = [{"gender": g, "race": r} for g, r in zip(genders, races)]
     # per tone, its PER_TONE most lined women
     women = [i for i in range(len(amps)) if genders[i] == 1]
@@ -113,3 +113,34 @@ def test_the_lines_follow_the_target_above_the_faces_own_age_and_keep_skin_tone(
     assert torch.allclose(ratio(5, 7, light), torch.tensor(1 - 0.2 * 0.45), atol=1e-4)  # only what lies above
     assert torch.allclose(ratio(7, 0, light), torch.tensor(1.0), atol=1e-5)  # made young: no lines added
     assert torch.allclose(ratio(7, 7, light), torch.tensor(1.0), atol=1e-5)
+
+
+def test_with_its_mirror_each_exemplars_lines_reach_both_sides_of_the_face():
+    pts = _shape()
+    face = _lines(0.0, 0)
+    lined = face.astype(np.float32)
+    cheek = (pts[2] + pts[30]) / 2  # the image's left cheek only
+    x0, y0 = int(cheek[0]) - 6, int(cheek[1]) - 6
+    lined[y0 : y0 + 12 : 3, x0 : x0 + 12] *= 0.7  # short dark lines on that one cheek
+    lined = lined.astype(np.uint8)
+    args = _candidates([lined], [{"gender": 1, "race": 0}])
+    one_sided = wrinkle_map(*args)
+    both = wrinkle_map(*args, mirror=lambda f: np.ascontiguousarray(f[:, ::-1]))  # the template is symmetric
+    other = (S - 1) - cheek[0]  # the same place on the other cheek
+    at = lambda m, x: float(np.abs(m[int(cheek[1]) - 6 : int(cheek[1]) + 6, int(x) - 6 : int(x) + 6]).mean())
+    assert at(one_sided, cheek[0]) > 0.02 and at(one_sided, other) < 0.1 * at(one_sided, cheek[0])
+    assert at(both, cheek[0]) > 0.01 and at(both, other) > 0.5 * at(both, cheek[0])  # mirrored: on both cheeks
+
+
+def test_a_face_on_the_mean_shape_mirrors_back_onto_it():
+    from training.prototype import Mesh
+
+    shape = _shape() + np.array([3.0, 0.0])  # a mean shape off the crop's centre line
+    mesh = Mesh(shape, S)
+    img = np.zeros((S, S, 3), np.uint8)
+    left = shape[36:42].mean(0)
+    cv2.circle(img, (int(round(left[0])), int(round(left[1]))), 2, (255, 255, 255), -1)  # a mark on the image's left eye
+    out = mesh.mirrored(img)[..., 0].astype(np.float32)
+    ys, xs = np.nonzero(out > 100)
+    right = shape[42:48].mean(0)
+    assert len(xs) and np.hypot(xs.mean() - right[0], ys.mean() - right[1]) < 1.5  # now on the right eye

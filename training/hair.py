@@ -12,6 +12,10 @@ found per face (all in the aligned crop, in units of the distance between the ey
   ellipse, so a dark wall on one side and white shirts below are not averaged into one grey).
   A bald head is skin-coloured and stays as it is.
 - brows: within a fraction of d of the brow landmarks (17-26) and darker than the skin.
+- beard and moustache: below the nose, inside the jaw (off the chin's edge), off the lips: what
+  is clearly darker than the face's skin there and has strands. A shadow under the lip, at the
+  mouth's corners or along a turned jaw is smooth: it stays (seen: without the strands, such
+  shadows on women's chins greyed into light crescents).
 
 - and has strands: fine luminance texture that a wall or the sky lacks; and is darker than the
   skin (lit skin at the temples is not hair; fair hair, near the skin's brightness, greys less).
@@ -45,6 +49,7 @@ HAIR_TOL = 0.14  # how far (RGB distance) a hair pixel's colour may be from the 
 RING = (1.6, 1.8, 2.0)  # where the background is sampled, in units of the head ellipse (past the hair)
 RING_ANGLES = 16  # how many directions around the head it is sampled in
 RING_KAPPA = 6.0  # how narrowly a pixel takes the background of its own direction (von Mises)
+BEARD_DARKER = 0.10  # how much darker than the cheeks' skin (luminance, 0-1) stubble is at least
 
 
 def face_frame(landmarks: torch.Tensor):
@@ -195,6 +200,40 @@ class HairGreying(nn.Module):
         up = lambda m: F.interpolate(m.clamp(0.0, 1.0), size=(self.full, self.full), mode="bilinear", align_corners=False)
         return up(hair), up(brows)
 
+    def beard(self, image01, landmarks):
+        """Beard and moustache (N, 1, S, S) in [0, 1]: below the nose, inside the jaw (off the
+        chin's edge), off the lips, clearly darker than the cheeks' skin and with strands."""
+        full = image01
+        image01 = F.avg_pool2d(image01, 2)
+        centre, right, down, d, u, v = self._coords(landmarks)
+        dd = d.view(-1, 1)
+        rel = landmarks - centre.unsqueeze(1)
+        pu = (rel * right.unsqueeze(1)).sum(2) / dd  # every landmark in the face's frame (units of d)
+        pv = (rel * down.unsqueeze(1)).sum(2) / dd
+        at = lambda a, i: a[:, i].view(-1, 1, 1, 1)
+        mid = (at(pu, 0) + at(pu, 16)) / 2
+        half = ((at(pu, 16) - at(pu, 0)).abs() / 2).clamp_min(0.5)
+        chin = at(pv, 8).clamp_min(0.8)
+        inside = torch.sigmoid((0.9 - torch.sqrt(((u - mid) / half) ** 2 + (v / chin) ** 2 + 1e-8)) / 0.03)  # off the chin's edge
+        below_nose = torch.sigmoid((v - at(pv, 33) - 0.08) / 0.04)
+        mu, mv = pu[:, 48:60].mean(1).view(-1, 1, 1, 1), pv[:, 48:60].mean(1).view(-1, 1, 1, 1)
+        a = (at(pu, 54) - at(pu, 48)).abs() / 2 + 0.05
+        b = (at(pv, 57) - at(pv, 51)).abs() / 2 + 0.02
+        lips = torch.sigmoid((1.0 - torch.sqrt(((u - mu) / a) ** 2 + ((v - mv) / b) ** 2 + 1e-8)) / 0.08)
+        zone = inside * below_nose * (1 - lips)
+        pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
+        skin_y = (self._sample(full, pts).mean(2).view(-1, 3, 1, 1) * self.luma).sum(1, keepdim=True)
+        y = (image01 * self.luma).sum(1, keepdim=True)
+        base = self.small_blur(y)
+        texture = torch.sqrt(self.small_blur((y - base) ** 2) + 1e-8)
+        darker = torch.sigmoid((skin_y - base - BEARD_DARKER) / 0.03)
+        strands = torch.sigmoid((texture - 0.02) / 0.006)
+        beard = zone * darker * strands
+        # what is too thin to be a beard (a fold's shadow line) is dropped, as for the hair
+        k = max(3, (self.size // 40) | 1)
+        beard = torch.minimum(beard, F.max_pool2d(-F.max_pool2d(-beard, k, 1, k // 2), k, 1, k // 2))
+        return F.interpolate(self.small_blur(beard).clamp(0.0, 1.0), size=(self.full, self.full), mode="bilinear", align_corners=False)
+
     def grey(self, image01, amount, whiteness, level=None):
         """Move (N, 3, S, S) colours towards grey by ``amount`` (N, 1, S, S); ``whiteness`` (N,)
         sets the grey's lightness (or ``level``, (N, 1, S, S), gives it)."""
@@ -208,9 +247,15 @@ class HairGreying(nn.Module):
         chroma = image01 - y
         return (y2 + chroma * (1 - amount)).clamp(0.0, 1.0)
 
-    def forward(self, image, landmarks, face, hair_amount, brow_amount):
+    def forward(self, image, landmarks, face, hair_amount, brow_amount, beard_amount=None):
+        """``beard_amount`` (N,): how far the beard greys (default: as the hair; a child has none,
+        and what is dark around its mouth is not one)."""
         x = (image + 1) * 0.5
         hair, brows = self.masks(x, landmarks, face)
+        if beard_amount is None:
+            beard_amount = hair_amount
+        share = (beard_amount / hair_amount.clamp_min(1e-6)).clamp(0.0, 1.0).view(-1, 1, 1, 1)
+        hair = torch.maximum(hair, self.beard(x, landmarks) * share)
         hair_a = (hair * hair_amount.view(-1, 1, 1, 1)).clamp(0.0, 0.9)
         x = self.grey(x, hair_a, hair_amount.clamp(0.0, 1.0))
         # grey brows: towards the skin's own lightness, not white

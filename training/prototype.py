@@ -30,7 +30,7 @@ over the groups estimated by the age model it carries):
    smooth young face had nothing to deepen; a wrinkle map made of a few real old faces
    (training/wrinkles.py) is added as a relative contrast (the same on dark and light skin), by
    how far the target's wrinkle level lies above the face's own.
-5. Hair and brows grey towards old targets (training/hair.py), by the ``hair`` strength.
+5. Hair, beard and brows grey towards old targets (training/hair.py), by the ``hair`` strength.
 6. Shape: the face is warped by sum_k w_k F_k (a child's lower face lengthens, an adult made a
    child gets a larger forehead and eyes and a smaller jaw), faded smoothly over the whole face.
 The per-region strengths gate the colour and texture (softened at the edges, so no change ends
@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.align import ALIGN_POINTS
-from core.regions import face_mask
+from core.regions import FLIP, face_mask
 from .age_source import load_age_state
 from .baseline import cover_and_head
 from .face_masks import EYES_AND_MOUTH, brows_and_eyes, openings, skin_mask, top_fade
@@ -63,6 +63,7 @@ from .hair import HairGreying
 from .nets import AgeNet, group_probs
 from .preprocess import FaceCache
 from .runtime import save_checkpoint
+from .strengths import turn
 from .warp import TemplateMap
 from .wrinkles import wrinkle_map
 
@@ -149,6 +150,7 @@ class Mesh:
 
     def __init__(self, mean_shape: np.ndarray, size: int):
         self.size = size
+        self.mean_shape = np.asarray(mean_shape, np.float64)
         self.border = _border_points(size)
         pts = np.concatenate([mean_shape, self.border])
         self.tris = triangulate(mean_shape, self.border, size)
@@ -174,6 +176,13 @@ class Mesh:
         """Warp a face with these landmarks onto the mean shape."""
         src = self.field(np.concatenate([landmarks, self.border])).astype(np.float32)
         return cv2.remap(image, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+    def mirrored(self, image: np.ndarray) -> np.ndarray:
+        """A face on the mean shape mirrored left to right, warped back onto the mean shape (its
+        points renumbered: the image's left eye becomes its right eye)."""
+        points = self.mean_shape[FLIP].copy()
+        points[:, 0] = (self.size - 1) - points[:, 0]
+        return self.to_mean(np.ascontiguousarray(image[:, ::-1]), points)
 
 
 def bands_np(y: np.ndarray) -> list[np.ndarray]:
@@ -261,7 +270,7 @@ def learn(cache: FaceCache, groups: list) -> dict:
     zero = np.zeros_like(mesh.border)
     flows = np.stack([gauss(mesh.field(np.concatenate([s - mean_shape, zero])).astype(np.float32), FLOW_SIGMA) for s in shapes])
     old = np.flatnonzero(gi == k - 1)  # the oldest group's faces, already warped to the mean shape
-    wrinkles = wrinkle_map(norm[old], lms[old], [cache.samples[i] for i in train[old]], mean_shape)
+    wrinkles = wrinkle_map(norm[old], lms[old], [cache.samples[i] for i in train[old]], mean_shape, mesh.mirrored)
     return {
         "textures": torch.from_numpy(tex.transpose(0, 3, 1, 2) * 2 - 1).float(),  # (K, 3, S, S) in [-1, 1]
         "log_energy": torch.from_numpy(np.log(energy + 1e-4)).float(),  # (K, B, S, S)
@@ -477,7 +486,7 @@ class PrototypeAger(nn.Module):
         if self.strengths is not None:
             # how strongly this face ages, learned (training/strengths.py): multipliers of the
             # colour pattern, texture, lines and shape gains
-            m = self.strengths(self.age_crop(image, landmarks), target, p)
+            m = self.strengths(self.age_crop(image, landmarks), target, p, turn(landmarks))
             if not (torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
                 self.seen["multipliers"] = m  # for training and inspection, not part of the graph
             gc, gd, gl, gs = (gc * m[:, 0:1, None, None], gd * m[:, 1:2, None, None], m[:, 2:3, None, None],
@@ -516,14 +525,17 @@ class PrototypeAger(nn.Module):
         # far the target's wrinkle level lies above the face's own
         lined = 1 + gate * (w @ self.wrinkle_levels).clamp_min(0.0).view(n, 1, 1, 1) * gl * lines
         textured = within_range(x01, (x01 * (1 + gate * (tone - 1)) + gate * change) * lined) * 2 - 1
-        # hair and brows: the hair still coloured in the photo greys by the share that greys
+        # hair, beard and brows: the hair still coloured in the photo greys by the share that greys
         # between the face's age and the target's, (G(t) - G(s)) / (1 - G(s)) for the groups' grey
         # levels G: a dark-haired 55-year-old made 70+ greys fully, a face at its own age not at
         # all; by the ``hair`` strength
         greying = lambda levels: ((target - p) @ levels / (1 - p @ levels).clamp_min(0.05)).clamp(0.0, 1.0)
         hair_amount = greying(self.hair_levels) * hair.clamp(0.0, 1.5)
         brow_amount = greying(self.brow_levels) * hair.clamp(0.0, 1.5)
-        textured, _, _ = self.hair(textured, landmarks, cover, hair_amount, brow_amount)
+        # a child has no beard to grey (the dark of an open mouth is not one): by the adult share
+        young = sum(1 for g in self.groups if g[1] is not None and g[1] < 20)
+        adult = (1 - p[:, :young].sum(1)).clamp(0.0, 1.0)
+        textured, _, _ = self.hair(textured, landmarks, cover, hair_amount, brow_amount, hair_amount * adult)
         aged = self.shape_warp(textured, flow, regions, cover, head, top, gs).clamp(-1, 1)
         keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)
         return aged, keep
