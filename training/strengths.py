@@ -40,8 +40,8 @@ COMPONENTS = ("colour", "detail", "lines", "shape")
 # any fixed setting offered, MODEL_CARD.md), the colour pattern least (skin-tone drift). Chosen on
 # 400 validation faces against narrower ones (texture to 1.6, lines to 2.5: 70+ a year younger)
 RANGES = ((0.6, 1.3), (0.6, 2.0), (0.5, 3.2), (0.5, 1.5))
-# |sin(yaw)| from which a turned face is drawn to the model's own gains, and where it has them
-# (20 and 40 degrees): turned faces lose their person sooner, and the controller, trained on
+# |sin(yaw)| from which a turned face loses what the controller adds to the model's gains, and
+# where it has none of it left (20 and 40 degrees): turned faces lose their person sooner, and the controller, trained on
 # mostly frontal faces, gave them as much as the frontal ones (test split, symmetric lines: faces
 # turned past 30 degrees made 70+ verified 89.6 % against 93.3 % for frontal ones); told the
 # yaw as an input, it learned to push them harder instead (the guide finds turned faces younger).
