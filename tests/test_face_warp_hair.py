@@ -258,5 +258,5 @@ def test_a_beard_greys_with_the_hair_and_a_chin_shadow_or_the_lips_do_not():
     lift = (((grey - x) / 2) * luma).sum(1)[0, y0 + 3 : y1 - 3, x0 + 3 : x1 - 3]
     assert lift.mean() > 0.1  # the stubble greys (lighter) with the hair amount
     child, _, _ = model(x, lm, torch.zeros(1, 1, size, size), torch.ones(1), torch.zeros(1), torch.zeros(1))
-    assert float((child - x)[..., y0 + 3 : y1 - 3, x0 + 3 : x1 - 3].abs().max()) < 1e-4  # no beard amount: it stays
+    assert float((child - x)[..., y0 + 3 : y1 - 3, x0 + 3 : x1 - 3].abs().max()) < 1e-4  # a beard share of 0: it stays
     assert float((grey - x)[..., body[0] : body[1], lips[1]].abs().mean()) < 0.02  # the lips keep their colour

@@ -30,14 +30,25 @@ YAW_BINS = (("|yaw| < 15", 0, 15), ("|yaw| 15-30", 15, 30), ("|yaw| > 30", 30, 9
 CHEEKS = 4  # index of the cheeks in the cache's region masks (core.regions.REGION_NAMES order)
 
 
+def yaw_sine(landmarks):
+    """(N, 68, 2) torch tensor -> (N,) sin of the estimated head yaw (sign: towards the image's
+    right), from the nose tip's offset between the jaw's ends; differentiable and exportable (the
+    strength controller computes it in the aging model's graph)."""
+    import torch
+
+    left, right, nose = landmarks[:, 0], landmarks[:, 16], landmarks[:, 30]
+    axis = right - left
+    width = torch.sqrt((axis * axis).sum(1) + 1e-9)
+    pos = ((nose - (left + right) / 2) * axis).sum(1) / width / (width / 2)
+    return (1.25 * pos).clamp(-1.0, 1.0)
+
+
 def yaw_degrees(landmarks: np.ndarray) -> np.ndarray:
     """(N, 68, 2) -> (N,) estimated head yaw in degrees (sign: towards the image's right)."""
-    lm = np.asarray(landmarks, dtype=np.float64).reshape(-1, 68, 2)
-    left, right, nose = lm[:, 0], lm[:, 16], lm[:, 30]
-    axis = right - left
-    width = np.linalg.norm(axis, axis=1) + 1e-9
-    pos = ((nose - (left + right) / 2) * axis).sum(1) / width / (width / 2)
-    return np.degrees(np.arcsin(np.clip(1.25 * pos, -1, 1)))
+    import torch
+
+    lm = torch.from_numpy(np.asarray(landmarks, dtype=np.float64).reshape(-1, 68, 2))
+    return np.degrees(np.arcsin(yaw_sine(lm).numpy()))
 
 
 def cheek_mask(masks: np.ndarray) -> np.ndarray:

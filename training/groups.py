@@ -19,6 +19,12 @@ def group_index(age: int, groups: list) -> int:
     return len(groups) - 1 if age > groups[-1][0] else 0
 
 
+def child_groups(groups: list) -> list[float]:
+    """1.0 for each group of children (ending below 20 years), else 0.0: the faces the strength
+    controller leaves to the model, and that have no beard to grey."""
+    return [1.0 if g[1] is not None and g[1] < 20 else 0.0 for g in groups]
+
+
 def group_indices(ages, groups: list) -> np.ndarray:
     """``group_index`` of every age, as an int64 array."""
     return np.array([group_index(int(a), groups) for a in ages], dtype=np.int64)

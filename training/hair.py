@@ -147,8 +147,7 @@ class HairGreying(nn.Module):
         temples = torch.sigmoid((SIDE_DEPTH * chin - v) / 0.1) * torch.sigmoid((((u - mid) / half).abs() - 1.05) / 0.05)
         zone = head * torch.maximum(cap, temples) * (1 - torch.maximum(lower, self.wide(face) * (v > -0.5).float()))
         # colours: the face's skin, the hair just above the forehead, the background far outside
-        pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
-        skin = self._sample(full, pts).mean(2).view(-1, 3, 1, 1)
+        skin = self._cheeks(full, landmarks)
         dist = lambda a, b: torch.sqrt(((a - b) ** 2).sum(1, keepdim=True) + 1e-8)
         unlike_skin = torch.sigmoid((dist(image01, skin) - SKIN_TOL) / 0.03)
         # the hair's colour: what is not skin in the zone above the eyes (the forehead's top and
@@ -181,11 +180,9 @@ class HairGreying(nn.Module):
         skin_y = (skin * self.luma).sum(1, keepdim=True)
         darker = torch.sigmoid((skin_y - y - 0.12) / 0.04)
         hair = zone * unlike_skin * darker * seen * strands * (1 - bg_like * (1 - bg_close)) * (1 - bg_close * (1 - near_head))
-        # an opening (erosion, then dilation) drops what is too thin to be a head of hair: the rim
-        # between the hair and the background, a shadow line beside the ear (seen: a light halo)
-        k = max(3, (self.size // 40) | 1)
-        opened = F.max_pool2d(-F.max_pool2d(-hair, k, 1, k // 2), k, 1, k // 2)
-        hair = torch.minimum(hair, opened)
+        # an opening drops what is too thin to be a head of hair: the rim between the hair and
+        # the background, a shadow line beside the ear (seen: a light halo)
+        hair = self._opened(hair)
         # brows: near the brow landmarks and darker than the skin
         brow_pts = landmarks[:, 17:27]
         mids = (landmarks[:, [17, 18, 19, 20, 22, 23, 24, 25]] + landmarks[:, [18, 19, 20, 21, 23, 24, 25, 26]]) / 2
@@ -199,6 +196,17 @@ class HairGreying(nn.Module):
         brows = near * torch.sigmoid((skin_y - y - 0.12) / 0.03)
         up = lambda m: F.interpolate(m.clamp(0.0, 1.0), size=(self.full, self.full), mode="bilinear", align_corners=False)
         return up(hair), up(brows)
+
+    def _opened(self, mask):
+        """A morphological opening (erosion, then dilation) of a half-resolution mask, no higher
+        than the mask: what is thinner than about a fortieth of the crop is dropped."""
+        k = max(3, (self.size // 40) | 1)
+        return torch.minimum(mask, F.max_pool2d(-F.max_pool2d(-mask, k, 1, k // 2), k, 1, k // 2))
+
+    def _cheeks(self, image01, landmarks):
+        """The face's skin colour (N, 3, 1, 1), sampled at the cheeks (CHEEK_PAIRS' midpoints)."""
+        pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
+        return self._sample(image01, pts).mean(2).view(-1, 3, 1, 1)
 
     def beard(self, image01, landmarks):
         """Beard and moustache (N, 1, S, S) in [0, 1]: below the nose, inside the jaw (off the
@@ -221,17 +229,14 @@ class HairGreying(nn.Module):
         b = (at(pv, 57) - at(pv, 51)).abs() / 2 + 0.02
         lips = torch.sigmoid((1.0 - torch.sqrt(((u - mu) / a) ** 2 + ((v - mv) / b) ** 2 + 1e-8)) / 0.08)
         zone = inside * below_nose * (1 - lips)
-        pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
-        skin_y = (self._sample(full, pts).mean(2).view(-1, 3, 1, 1) * self.luma).sum(1, keepdim=True)
+        skin_y = (self._cheeks(full, landmarks) * self.luma).sum(1, keepdim=True)
         y = (image01 * self.luma).sum(1, keepdim=True)
         base = self.small_blur(y)
         texture = torch.sqrt(self.small_blur((y - base) ** 2) + 1e-8)
         darker = torch.sigmoid((skin_y - base - BEARD_DARKER) / 0.03)
         strands = torch.sigmoid((texture - 0.02) / 0.006)
         beard = zone * darker * strands
-        # what is too thin to be a beard (a fold's shadow line) is dropped, as for the hair
-        k = max(3, (self.size // 40) | 1)
-        beard = torch.minimum(beard, F.max_pool2d(-F.max_pool2d(-beard, k, 1, k // 2), k, 1, k // 2))
+        beard = self._opened(beard)  # what is too thin to be a beard (a fold's shadow line) is dropped
         return F.interpolate(self.small_blur(beard).clamp(0.0, 1.0), size=(self.full, self.full), mode="bilinear", align_corners=False)
 
     def grey(self, image01, amount, whiteness, level=None):
@@ -247,19 +252,18 @@ class HairGreying(nn.Module):
         chroma = image01 - y
         return (y2 + chroma * (1 - amount)).clamp(0.0, 1.0)
 
-    def forward(self, image, landmarks, face, hair_amount, brow_amount, beard_amount=None):
-        """``beard_amount`` (N,): how far the beard greys (default: as the hair; a child has none,
-        and what is dark around its mouth is not one)."""
+    def forward(self, image, landmarks, face, hair_amount, brow_amount, beard_share=None):
+        """``beard_share`` (N,) in [0, 1]: how much of the hair's greying the beard takes (default
+        all; a child has none, and what is dark around its mouth is not one)."""
         x = (image + 1) * 0.5
         hair, brows = self.masks(x, landmarks, face)
-        if beard_amount is None:
-            beard_amount = hair_amount
-        share = (beard_amount / hair_amount.clamp_min(1e-6)).clamp(0.0, 1.0).view(-1, 1, 1, 1)
-        hair = torch.maximum(hair, self.beard(x, landmarks) * share)
+        beard = self.beard(x, landmarks)
+        if beard_share is not None:
+            beard = beard * beard_share.view(-1, 1, 1, 1)
+        hair = torch.maximum(hair, beard)
         hair_a = (hair * hair_amount.view(-1, 1, 1, 1)).clamp(0.0, 0.9)
         x = self.grey(x, hair_a, hair_amount.clamp(0.0, 1.0))
         # grey brows: towards the skin's own lightness, not white
-        pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
-        skin_y = (self._sample(x, pts).mean(2).view(-1, 3, 1, 1) * self.luma).sum(1, keepdim=True)
+        skin_y = (self._cheeks(x, landmarks) * self.luma).sum(1, keepdim=True)
         brow_a = (brows * brow_amount.view(-1, 1, 1, 1)).clamp(0.0, 0.9)
         return self.grey(x, brow_a, brow_amount, level=0.85 * skin_y) * 2 - 1, hair, brows

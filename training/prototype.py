@@ -59,6 +59,7 @@ from .age_source import load_age_state
 from .baseline import cover_and_head
 from .face_masks import EYES_AND_MOUTH, brows_and_eyes, openings, skin_mask, top_fade
 from .filters import LUMA, Blur, gauss, within_range
+from .groups import child_groups
 from .hair import HairGreying
 from .nets import AgeNet, group_probs
 from .preprocess import FaceCache
@@ -533,9 +534,8 @@ class PrototypeAger(nn.Module):
         hair_amount = greying(self.hair_levels) * hair.clamp(0.0, 1.5)
         brow_amount = greying(self.brow_levels) * hair.clamp(0.0, 1.5)
         # a child has no beard to grey (the dark of an open mouth is not one): by the adult share
-        young = sum(1 for g in self.groups if g[1] is not None and g[1] < 20)
-        adult = (1 - p[:, :young].sum(1)).clamp(0.0, 1.0)
-        textured, _, _ = self.hair(textured, landmarks, cover, hair_amount, brow_amount, hair_amount * adult)
+        adult = (1 - p @ p.new_tensor(child_groups(self.groups))).clamp(0.0, 1.0)
+        textured, _, _ = self.hair(textured, landmarks, cover, hair_amount, brow_amount, adult)
         aged = self.shape_warp(textured, flow, regions, cover, head, top, gs).clamp(-1, 1)
         keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)
         return aged, keep

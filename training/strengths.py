@@ -33,6 +33,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .eval_slices import yaw_sine
+from .groups import child_groups
+
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("colour", "detail", "lines", "shape")
@@ -106,13 +109,8 @@ class StrengthNet(nn.Module):
 
 
 def turn(landmarks: torch.Tensor) -> torch.Tensor:
-    """(N, 68, 2) -> (N,) how far the head is turned, |sin(yaw)| in [0, 1], from the nose tip's
-    offset between the jaw's ends (training/eval_slices.yaw_degrees, in the graph)."""
-    left, right, nose = landmarks[:, 0], landmarks[:, 16], landmarks[:, 30]
-    axis = right - left
-    width = torch.sqrt((axis * axis).sum(1) + 1e-9)
-    pos = ((nose - (left + right) / 2) * axis).sum(1) / width / (width / 2)
-    return (1.25 * pos).abs().clamp(0.0, 1.0)
+    """(N, 68, 2) -> (N,) how far the head is turned, |sin(yaw)| in [0, 1] (in the graph)."""
+    return yaw_sine(landmarks).abs()
 
 
 # --- the losses, one function each (tests/test_strengths.py)
@@ -189,8 +187,7 @@ def train(prototype_run: Path, cache_dir: Path, out: Path, cfg: StrengthConfig) 
     state.pop("strengths", None)
     ager = PrototypeAger.from_state(state).eval().requires_grad_(False)
     k = len(ager.groups)
-    young = [1.0 if g[1] is not None and g[1] < 20 else 0.0 for g in ager.groups]  # 0-9 and 10-19
-    net = StrengthNet(k, cfg.width, [tuple(r) for r in cfg.ranges], young)
+    net = StrengthNet(k, cfg.width, [tuple(r) for r in cfg.ranges], child_groups(ager.groups))
     ager.strengths = net
     cache = FaceCache(cache_dir)
     r = np.random.default_rng(cfg.seed)
