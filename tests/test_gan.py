@@ -252,6 +252,29 @@ def test_a_residual_network_starts_at_the_teacher_and_adds_to_its_output(tiny_ca
     assert not any(k.startswith("fixed.") for k in net.learned_state())  # the teacher stays out of its weights
 
 
+def test_a_residual_network_always_learns_its_change(tiny_cache, teacher_run, age_run):
+    """The first residual run's generator never moved: the attention's norm term had pushed A to 1
+    while the change was zero, and (1 - A) C then got no gradient. A residual network has no
+    attention: whatever its attention logits hold, any loss on its output reaches its change."""
+    from training.gan.loop import build_net
+    from training.gan.pairs import build_teacher, teacher_state
+
+    teacher, _ = build_teacher(teacher_state(teacher_run))
+    x, t, masks, lm, hair = _inputs(tiny_cache, teacher.margin)
+    grads = {}
+    for residual in (True, False):
+        net = build_net(teacher, gan_cfg(age_run, teacher_run, residual=residual)).train()
+        with torch.no_grad():  # the saturated state that run reached: attention logits far positive
+            for head in [net.glob.head] + [lo.head for lo in net.locals]:
+                head.bias[3] = 40.0
+        p = net.parts(x, t, masks, lm, hair)
+        assert p["attention"] == [] if residual else len(p["attention"]) == 6
+        p["aged"].mean().backward()  # any loss that wants the output to change
+        grads[residual] = sum(float(lo.head.weight.grad[:3].abs().sum()) for lo in net.locals) + float(net.glob.head.weight.grad[:3].abs().sum())
+    assert grads[True] > 1e-4  # the residual network's change moves
+    assert grads[False] < 1e-9  # (an attention composite in that state would not: what went wrong)
+
+
 def test_region_strengths_and_hair_gate_the_change(net_and_teacher, tiny_cache):
     net, teacher = net_and_teacher
     x, t, masks, lm, hair = _inputs(tiny_cache, teacher.margin)

@@ -169,9 +169,10 @@ class Trainer:
                   "local": L.local_l1(out, t_aged, masks), "tv": L.total_variation(p["change"])}
         if w["chroma"] > 0:
             losses["chroma"] = L.chroma_l1(out, t_aged)
-        att = [L.attention_loss(a) for a in p["attention"]]
-        losses["att_tv"] = sum(a for a, _ in att) / len(att)
-        losses["att_norm"] = sum(b for _, b in att) / len(att)
+        att = [L.attention_loss(a) for a in p["attention"]]  # none for a residual network
+        if att:
+            losses["att_tv"] = sum(a for a, _ in att) / len(att)
+            losses["att_norm"] = sum(b for _, b in att) / len(att)
         t3 = time.perf_counter()
         extra = {}
         if w["critic"]:

@@ -26,7 +26,11 @@ The last layers start at zero: an untrained network returns the teacher's warp o
 face of group t" pulled a network learned from scratch back towards its input). It takes the
 teacher's whole output (shape, colour, lines, hair) as its input and adds its change to it, with
 no second warp: an untrained network is the teacher exactly, and training can only add to what
-the teacher gives (or take back what the critic finds false in it).
+the teacher gives (or take back what the critic finds false in it). It has no attention factor:
+its change is added as it is (zero where nothing is needed). With one, the attention's norm term
+pushed A to 1 while the change was still zero and nothing pushed back; A saturated, and the change
+(1 - A) C got no gradient from any loss (seen: the first residual run's generator had not moved
+from the teacher after 1,750 steps).
 """
 
 from __future__ import annotations
@@ -259,7 +263,7 @@ class AgingNet(nn.Module):
         low = F.interpolate(image, size=(g, g), mode="bilinear", align_corners=False, antialias=True)
         coords = self._norm(self.to_template(self.grid_low, sim), s).view(n, g, g, 2).permute(0, 3, 1, 2)
         gout = self.glob(torch.cat([low, coords], 1), e)
-        g_change, g_att, g_feat = self.limit * torch.tanh(gout[:, :3]), torch.sigmoid(gout[:, 3:4]), gout[:, 4:]
+        g_change, g_att, g_feat = self.limit * torch.tanh(gout[:, :3]), self._attention(gout[:, 3:4]), gout[:, 4:]
         # local: each region's crop, the global features at its pixels, its template coordinates
         crops = self.crops(torch.cat([image, F.interpolate(g_feat, size=(s, s), mode="bilinear", align_corners=False)], 1), sim)
         firsts = []
@@ -275,7 +279,7 @@ class AgingNet(nn.Module):
         for r, net in enumerate(self.locals):
             f0, h = firsts[r]
             out = net.second(f0, h + shared[r], e)
-            att = torch.sigmoid(out[:, 3:4])
+            att = self._attention(out[:, 3:4])
             l_atts.append(att)
             cx, cy, cw, ch = self.boxes[r]
             u = inv - torch.tensor([cx - (cw - 1) / 2, cy - (ch - 1) / 2], dtype=inv.dtype, device=inv.device)
@@ -294,7 +298,14 @@ class AgingNet(nn.Module):
         else:
             aged = self.fixed.warp(textured, flow, cover, head, top, regions).clamp(-1, 1)
         keep = 1 - torch.tanh((aged - original).abs().mean(1, keepdim=True) / 0.1)
-        return {"aged": aged, "keep": keep, "source": source, "change": change, "attention": [g_att] + l_atts}
+        # a residual network's attention is not learned: nothing for the attention losses
+        attention = [] if self.residual else [g_att] + l_atts
+        return {"aged": aged, "keep": keep, "source": source, "change": change, "attention": attention}
+
+    def _attention(self, logit):
+        """A (1 = keep the input) from its logit; a residual network has none (A = 0, the change
+        added as it is: see the module docstring)."""
+        return torch.zeros_like(logit) if self.residual else torch.sigmoid(logit)
 
     def train(self, mode: bool = True):
         super().train(mode)
