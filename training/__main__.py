@@ -1,4 +1,4 @@
-"""python -m training {preprocess, age, judge, aging, aging2, baseline, prototype, strengths, export, evaluate, showcase} — see README.md."""
+"""python -m training {preprocess, age, judge, aging, aging2, baseline, prototype, strengths, export, evaluate, ceiling, showcase} — see README.md."""
 
 from __future__ import annotations
 
@@ -103,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--identity", default="torch", choices=("torch", "dlib"),
                    help="dlib's face descriptor through its PyTorch port (batched, default) or dlib itself")
     p.add_argument("--gallery", default=None, help="folder for the worst-16 pictures per slice (default: beside --json)")
+    p = sub.add_parser("ceiling", help="how far the age judge moves when only the face's interior changes "
+                                       "(real older and younger faces' interiors pasted onto other heads)")
+    p.add_argument("--cache", required=True, help="preprocessed cache of the dataset")
+    p.add_argument("--split", default="val", choices=("test", "val"))
+    p.add_argument("--faces", type=int, default=80, help="source faces (aged 20-49)")
+    p.add_argument("--judge", default=None, help="age judge (.onnx; default: training/judges/age_judge.onnx)")
+    p.add_argument("--model", default=None, help="an aging.onnx whose outputs for the same faces are judged too")
+    p.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -193,6 +201,19 @@ def main(argv: list[str] | None = None) -> int:
             metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
             path = export_run(Path(args.run), Path(args.out), metrics=metrics, weights=args.weights)
             print(path)
+            return 0
+        if args.cmd == "ceiling":
+            from core.models import AgeModel, AgingModel
+            from . import ceiling
+            from .judges import judge_path
+            from .preprocess import FaceCache
+
+            judge = AgeModel.load(Path(args.judge) if args.judge else judge_path(), verify=False)
+            aging = AgingModel.load(Path(args.model), verify=False) if args.model else None
+            result = ceiling.run(FaceCache(Path(args.cache)), judge, split=args.split, faces=args.faces, aging=aging)
+            print(ceiling.format_table(result))
+            if args.json:
+                Path(args.json).write_text(json.dumps(result, indent=2))
             return 0
         if args.cmd == "evaluate":
             from .evaluate import evaluate

@@ -1,0 +1,67 @@
+"""training/ceiling.py: real faces' interiors swapped between heads, judged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from core.regions import face_mask  # noqa: E402
+from training import ceiling  # noqa: E402
+from training.preprocess import FaceCache  # noqa: E402
+
+
+def _two_faces(tiny_cache):
+    cache = FaceCache(tiny_cache)
+    a, b = cache.indices("train")[:2]
+    return cache, np.asarray(cache.images[a]), cache.landmarks[a], np.asarray(cache.images[b]), cache.landmarks[b]
+
+
+def test_a_face_pasted_onto_itself_is_unchanged(tiny_cache):
+    _, x, xp, _, _ = _two_faces(tiny_cache)
+    out = ceiling.transplant(x, xp, x, xp)
+    assert np.abs(out.astype(int) - x.astype(int)).max() <= 1
+
+
+def test_only_the_interior_moves_and_takes_the_sources_colour(tiny_cache):
+    _, x, xp, _, _ = _two_faces(tiny_cache)
+    size = x.shape[0]
+    # a donor unlike the source: its mirror image, darker and bluer, with its landmarks mirrored
+    from training.prototype import FLIP
+
+    donor = np.clip(x[:, ::-1].astype(np.float32) * [0.6, 0.7, 1.0], 0, 255).astype(np.uint8)
+    dp = xp[FLIP].copy()
+    dp[:, 0] = size - 1 - dp[:, 0]
+    out = ceiling.transplant(x, xp, np.ascontiguousarray(donor), dp).astype(np.float32)
+    inside = face_mask(xp, (size, size)) > 0.99
+    outside = face_mask(xp, (size, size)) == 0
+    far = outside.copy()
+    far[size // 8 : -size // 8, size // 8 : -size // 8] = False  # the crop's border, away from the feather
+    assert np.abs(out[far] - x[far]).max() <= 1  # the head, hair and background stay the source's
+    assert np.abs(out[inside] - x[inside]).mean() > 2  # the interior is the donor's
+    # matched to the source's colour: the donor's blue cast is gone
+    ratio = out[inside].mean(0) / x[inside].astype(np.float32).mean(0)
+    assert np.allclose(ratio, 1, atol=0.05)
+    raw = ceiling.transplant(x, xp, np.ascontiguousarray(donor), dp, match_colour=False).astype(np.float32)
+    assert raw[inside][:, 0].mean() < 0.8 * x[inside][:, 0].mean()  # (without matching it would be there)
+
+
+def test_the_run_judges_every_set_and_says_which_donors_are_missing(tiny_cache):
+    from core.models import AgeModel, AgingModel
+    from training.judges import judge_path
+
+    cache = FaceCache(tiny_cache)
+    judge = AgeModel.load(judge_path(), verify=False)
+    aging = AgingModel.load()  # the bundled model, on the same source at 70+
+    # the tiny test split: faces of 47, 58, 67 and 80: one source, one 70+ donor, no child
+    result = ceiling.run(cache, judge, split="test", faces=5, aging=aging)
+    assert result["sources"] == 1 and result["0-9"] is None
+    row = result["70+"]
+    assert set(row) == {"donors", "donor_interior_on_source", "source_interior_on_donor", "model"}
+    assert all(0 <= v <= 100 for v in row.values())
+    table = ceiling.format_table(result)
+    assert "(none in the split)" in table and f"| 70+ | {row['donors']} |" in table
+    cache.ages = np.where(cache.splits == "test", 80, cache.ages)  # no face of 20-49 left
+    with pytest.raises(ValueError, match="no face aged"):
+        ceiling.run(cache, judge, split="test")

@@ -1,0 +1,127 @@
+"""How far the age judge can be moved by changing a face's interior: real faces swapped between heads
+(``python -m training ceiling``).
+
+An aging model that keeps the person changes the face inside its outline (the five regions); the
+hair, the head's outline, the ears, the neck and the background stay the photo's. The judge (like
+any age estimator) reads all of it. To know how much of a target group's age a change of the
+interior alone can reach, real faces of that group (donors) are warped onto a source face's own
+landmarks (piecewise-affine, a Delaunay mesh over the source's points and the crop's frame) and
+their interior (the union of the five region masks, feathered) is pasted into the source photo,
+matched to the source's mean colour there (so only the light and shade, lines and features of the
+real older or younger face move, not its skin tone); and the reverse, the source's interior on the
+donor's head. The judge's mean estimate of "donor interior on source head" is what a perfect
+face-interior change would reach, with nothing of the source's head changed.
+
+Measured on UTKFace's validation split (80 faces of 20-49, one random donor each; the committed
+judge): a real 70+ interior on the source head is judged ~52 years (the donors themselves ~72),
+a real 3-9 interior ~20 (the children ~10); see MODEL_CARD.md. Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from core.regions import face_mask
+from .filters import gauss
+from .prototype import Mesh
+
+log = logging.getLogger(__name__)
+
+FEATHER = 2.0  # px at 128: the pasted interior's soft edge
+SOURCES = (20, 49)  # source ages: adults a model would age or rejuvenate
+DONORS = {"70+": (70, 200), "0-9": (3, 9)}  # donors per target; below 3 a chip frames a baby's head otherwise
+
+
+def _inside(points: np.ndarray, size: int) -> np.ndarray:
+    return np.clip(points, 0, size - 1)
+
+
+def transplant(source: np.ndarray, source_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray,
+               match_colour: bool = True) -> np.ndarray:
+    """``donor``'s face interior warped onto ``source``'s landmarks and pasted into ``source``: uint8
+    (S, S, 3) crops (the same aligned frame) and their 68 points. ``match_colour``: scaled per channel
+    to the source's mean colour inside the pasted area."""
+    size = source.shape[0]
+    sp, dp = _inside(source_points, size), _inside(donor_points, size)
+    warped = Mesh(sp, size).to_mean(np.ascontiguousarray(donor), dp).astype(np.float32)
+    src = source.astype(np.float32)
+    m = np.clip(gauss(face_mask(sp, (size, size)).astype(np.float32), FEATHER * size / 128), 0, 1)[..., None]
+    if match_colour:
+        warped = warped * ((src * m).sum((0, 1)) / np.maximum((warped * m).sum((0, 1)), 1e-3))
+    return np.clip(src * (1 - m) + warped * m, 0, 255).round().astype(np.uint8)
+
+
+def _judged(judge, images: list) -> float:
+    from .evaluate import estimate_ages
+
+    return round(float(estimate_ages(judge, np.stack(images)).mean()), 1)
+
+
+def _aged(aging, cache, sources: np.ndarray, age: int) -> list:
+    """The aging model's outputs for ``sources`` at the group of ``age``, in the cache's crop."""
+    from .evaluate import Reframe
+    from .groups import group_index
+
+    frame = Reframe(cache, aging)
+    k = group_index(age, [list(g) for g in aging.age_groups])
+    out = []
+    for j in range(0, len(sources), 16):
+        part = sources[j : j + 16]
+        t = np.zeros((len(part), len(aging.group_labels)), np.float32)
+        t[:, k] = 1
+        x = frame.images(np.asarray(cache.images[part]))
+        lms = frame.points(cache.landmarks[part].astype(np.float32)).astype(np.float32)
+        regions = frame.masks(np.asarray(cache.masks[part])).astype(np.float32) / 255
+        out += list(frame.restore(aging.run(x, t, regions, lms, 1.0)[0]))
+    return out
+
+
+def run(cache, judge, split: str = "val", faces: int = 80, seed: int = 0, aging=None) -> dict:
+    """Judged mean ages (see the module docstring) for up to ``faces`` sources of ``split`` aged
+    20-49, per donor group: {"sources": n, "source": age, target: {"donors", "donor_interior_on_source",
+    "source_interior_on_donor"[, "model"]} or None where the split has no donor of that age}.
+    ``aging``: an aging model (core.models.AgingModel) whose outputs for the same sources at each
+    target are judged too ("model")."""
+    r = np.random.default_rng(seed)
+    idx = cache.indices(split)
+    ages = cache.ages[idx]
+    sources = idx[(ages >= SOURCES[0]) & (ages <= SOURCES[1])]
+    if len(sources) == 0:
+        raise ValueError(f"the {split} split has no face aged {SOURCES[0]}-{SOURCES[1]}")
+    sources = np.sort(r.choice(sources, min(faces, len(sources)), replace=False))
+    out = {"split": split, "sources": int(len(sources)), "source": _judged(judge, [cache.images[i] for i in sources])}
+    for target, (lo, hi) in DONORS.items():
+        donors = idx[(ages >= lo) & (ages <= hi)]
+        if len(donors) == 0:
+            log.info("no %s donor in the %s split", target, split)
+            out[target] = None
+            continue
+        picked = r.choice(donors, len(sources))
+        onto_source, onto_donor = [], []
+        for s, d in zip(sources, picked):
+            x, xp = np.asarray(cache.images[s]), cache.landmarks[s]
+            y, yp = np.asarray(cache.images[d]), cache.landmarks[d]
+            onto_source.append(transplant(x, xp, y, yp))
+            onto_donor.append(transplant(y, yp, x, xp))
+        out[target] = {"donors": _judged(judge, [cache.images[d] for d in picked]),
+                       "donor_interior_on_source": _judged(judge, onto_source),
+                       "source_interior_on_donor": _judged(judge, onto_donor)}
+        if aging is not None:
+            out[target]["model"] = _judged(judge, _aged(aging, cache, sources, lo))
+    return out
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{result['sources']} {result['split']} faces aged {SOURCES[0]}-{SOURCES[1]}: judged {result['source']}",
+             "| donors | donors judged | donor interior on source head | source interior on donor head | the aging model |",
+             "|---|---|---|---|---|"]
+    for target in DONORS:
+        row = result.get(target)
+        if row is None:
+            lines.append(f"| {target} | (none in the split) | | | |")
+        else:
+            lines.append(f"| {target} | {row['donors']} | {row['donor_interior_on_source']} | {row['source_interior_on_donor']} "
+                         f"| {row.get('model', '')} |")
+    return "\n".join(lines)
