@@ -252,6 +252,30 @@ def test_a_residual_network_starts_at_the_teacher_and_adds_to_its_output(tiny_ca
     assert not any(k.startswith("fixed.") for k in net.learned_state())  # the teacher stays out of its weights
 
 
+def test_the_generator_listens_only_to_the_critics_chosen_views(tiny_cache, teacher_run, age_run):
+    """adv_views: the generator's adversarial loss takes only the chosen critic scores (the residual
+    run drew make-up on eyes and lips when it listened to the whole face; the skin patches alone
+    leave the lips with no gradient)."""
+    from training.gan.loop import Trainer
+    from training.gan.pairs import teacher_state
+    from training.preprocess import FaceCache
+
+    grads = {}
+    for views in (("forehead",), ("face", "forehead", "eyes", "nose", "mouth", "cheeks")):
+        tr = Trainer(gan_cfg(age_run, teacher_run, adv_views=views), FaceCache(tiny_cache), teacher_state(teacher_run))
+        x, t, masks, lm, hair = _inputs(tiny_cache, tr.margin)
+        out = x.clone().requires_grad_(True)
+        tr.adversarial(out, t, lm).backward()
+        grads[views] = out.grad.abs().sum(1)
+        assert not any(p.grad is not None for p in tr.critic.parameters())  # the critic is not trained by it
+    below_mouth = int(lm[:, 57, 1].max()) + 3  # rows below the lower lip: far from the forehead's crop
+    only, every = grads[("forehead",)], grads[("face", "forehead", "eyes", "nose", "mouth", "cheeks")]
+    assert float(only.sum()) > 0 and float(only[:, below_mouth:].sum()) == 0
+    assert float(every[:, below_mouth:].sum()) > 0
+    with pytest.raises(ValueError, match="adv_views"):
+        Trainer(gan_cfg(age_run, teacher_run, adv_views=("chin",)), FaceCache(tiny_cache), teacher_state(teacher_run))
+
+
 def test_a_residual_network_always_learns_its_change(tiny_cache, teacher_run, age_run):
     """The first residual run's generator never moved: the attention's norm term had pushed A to 1
     while the change was zero, and (1 - A) C then got no gradient. A residual network has no

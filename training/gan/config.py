@@ -51,6 +51,9 @@ class Aging2Config(CommonConfig):
     critic_start: int = -1  # the critic learns from here on, before the generator listens to it (-1: at gan_start)
     n_critic: int = 1
     w_mismatch: float = 0.0  # the critic also scores real faces judged as another group as fakes (losses.mismatch_loss)
+    # which of the critic's views the generator's adversarial loss listens to: "face" (the whole face
+    # at 80 px) and the five region patches; the critic learns on all of them either way
+    adv_views: tuple = ("face", "forehead", "eyes", "nose", "mouth", "cheeks")
     id_faces: int = 4  # faces of the batch the identity loss sees (dlib's network is the dearest part)
     strength_jitter: float = 0.3
     hair_jitter: float = 0.3

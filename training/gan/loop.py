@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.regions import REGION_NAMES
+
 from ..config import to_dict
 from ..groups import group_indices
 from ..preprocess import FaceCache
@@ -122,6 +124,11 @@ class Trainer:
         self.by_group = [b if len(b) else self.train_idx for b in self.by_group]
         self.descriptor = None
         self.val = []
+        views = ("face",) + tuple(REGION_NAMES)  # the critic's scores, in its order
+        unknown = sorted(set(cfg.adv_views) - set(views))
+        if unknown or not cfg.adv_views:
+            raise ValueError(f"adv_views: {unknown or 'none given'} (the critic's views: {', '.join(views)})")
+        self.adv_columns = [views.index(v) for v in cfg.adv_views]
 
     # --- state
     def state(self) -> dict:
@@ -178,11 +185,7 @@ class Trainer:
         if w["critic"]:
             extra.update(self._critic_step(r, out, t, lm))
         if w["adv"] > 0:
-            face, patches = self._critic_view(out, lm)
-            self.critic.requires_grad_(False)
-            d_face, d_patch = self.critic(face, patches, t)
-            self.critic.requires_grad_(True)
-            losses["adv"] = L.adversarial_loss(torch.cat([d_face[:, None], d_patch], 1))
+            losses["adv"] = self.adversarial(out, t, lm)
         if w["age"] > 0:
             probs = self.net.fixed.source(L.guide_view(out, gen, grey=cfg.guide_grey), lm)
             losses["age"] = L.age_loss(probs, t)
@@ -200,6 +203,15 @@ class Trainer:
         times = {"t_data": t1 - t0, "t_teacher": t2 - t1, "t_forward": t3 - t2, "t_gan": t4 - t3, "t_backward": t5 - t4}
         change = float((t_aged - x).abs().mean())
         return {**{n: float(v.detach()) for n, v in losses.items()}, **extra, "teacher_change": change, **times}
+
+    def adversarial(self, out, t, lm):
+        """The generator's adversarial loss on ``out`` for targets ``t``: the critic's scores of the
+        views in ``cfg.adv_views`` only (the critic itself is not changed by it)."""
+        face, patches = self._critic_view(out, lm)
+        self.critic.requires_grad_(False)
+        d_face, d_patch = self.critic(face, patches, t)
+        self.critic.requires_grad_(True)
+        return L.adversarial_loss(torch.cat([d_face[:, None], d_patch], 1)[:, self.adv_columns])
 
     def _critic_view(self, img, lm):
         face = F.interpolate(img, size=(80, 80), mode="bilinear", align_corners=False, antialias=True)
