@@ -14,7 +14,7 @@ face-interior change would reach, with nothing of the source's head changed.
 
 Measured on UTKFace's validation split (80 faces of 20-49, one random donor each; the committed
 judge): a real 70+ interior on the source head is judged ~52 years (the donors themselves ~72),
-a real 3-9 interior ~20 (the children ~10); see MODEL_CARD.md. Deterministic for a seed.
+a real 3-9 interior ~19 (the children ~8); see MODEL_CARD.md. Deterministic for a seed.
 """
 
 from __future__ import annotations
