@@ -65,16 +65,13 @@ def _aged(aging, cache, sources: np.ndarray, age: int) -> list:
     from .groups import group_index
 
     frame = Reframe(cache, aging)
-    k = group_index(age, [list(g) for g in aging.age_groups])
+    k = len(aging.age_groups)
+    target = np.eye(k, dtype=np.float32)[group_index(age, [list(g) for g in aging.age_groups])]
     out = []
     for j in range(0, len(sources), 16):
         part = sources[j : j + 16]
-        t = np.zeros((len(part), len(aging.group_labels)), np.float32)
-        t[:, k] = 1
-        x = frame.images(np.asarray(cache.images[part]))
-        lms = frame.points(cache.landmarks[part].astype(np.float32)).astype(np.float32)
-        regions = frame.masks(np.asarray(cache.masks[part])).astype(np.float32) / 255
-        out += list(frame.restore(aging.run(x, t, regions, lms, 1.0)[0]))
+        out += list(frame.run(aging, np.asarray(cache.images[part]), cache.landmarks[part], np.asarray(cache.masks[part]), k,
+                              targets=np.repeat(target[None], len(part), 0)))
     return out
 
 

@@ -163,14 +163,18 @@ class Reframe:
     def restore(self, outputs: np.ndarray) -> np.ndarray:
         return outputs if self.same else self._warp(outputs, self.back, self.size_in, cv2.BORDER_REPLICATE)
 
-    def run(self, aging: AgingModel, images: np.ndarray, landmarks: np.ndarray, masks: np.ndarray, k: int) -> np.ndarray:
-        """Every face aged to every one of the ``k`` groups, in the cache's crop: (N * k, S, S, 3)."""
+    def run(self, aging: AgingModel, images: np.ndarray, landmarks: np.ndarray, masks: np.ndarray, k: int,
+            targets: np.ndarray | None = None) -> np.ndarray:
+        """Every face aged to every one of the ``k`` groups, in the cache's crop: (N * k, S, S, 3);
+        or, given ``targets`` (N, k), each face aged to its own row once: (N, S, S, 3)."""
         n = len(images)
-        eye = np.eye(k, dtype=np.float32)
         x = self.images(images)
         regions = self.masks(masks).astype(np.float32) / 255
         lms = self.points(np.asarray(landmarks, dtype=np.float32)).astype(np.float32)
-        aged, _ = aging.run(np.repeat(x, k, 0), np.tile(eye, (n, 1)), np.repeat(regions, k, 0), np.repeat(lms, k, 0), 1.0)
+        if targets is None:
+            x, regions, lms = np.repeat(x, k, 0), np.repeat(regions, k, 0), np.repeat(lms, k, 0)
+            targets = np.tile(np.eye(k, dtype=np.float32), (n, 1))
+        aged, _ = aging.run(x, np.asarray(targets, dtype=np.float32), regions, lms, 1.0)
         return self.restore(aged)
 
 
