@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from testkit.contract_model import AGING_TEMPLATE  # noqa: E402
+from training.filters import LUMA  # noqa: E402
 from training.hair import HairGreying  # noqa: E402
 from training.prototype import _border_points, triangulate  # noqa: E402
 from training.warp import TemplateMap  # noqa: E402
@@ -260,3 +261,86 @@ def test_a_beard_greys_with_the_hair_and_a_chin_shadow_or_the_lips_do_not():
     child, _, _ = model(x, lm, torch.zeros(1, 1, size, size), torch.ones(1), torch.zeros(1), torch.zeros(1))
     assert float((child - x)[..., y0 + 3 : y1 - 3, x0 + 3 : x1 - 3].abs().max()) < 1e-4  # a beard share of 0: it stays
     assert float((grey - x)[..., body[0] : body[1], lips[1]].abs().mean()) < 0.02  # the lips keep their colour
+
+
+
+def test_a_folds_shadow_beside_the_mouth_is_not_a_beard():
+    # the line from the nose to the mouth's corner on a turned face: a dark band, sharp-edged (so
+    # textured along its two edges) and smooth inside; greyed it drew a light crescent
+    size = 256
+    model = HairGreying(size)
+    image01, lm = _portrait(size)
+    pts = lm[0].numpy()
+    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    img = image01[0].permute(1, 2, 0).numpy().copy()
+    rng = np.random.default_rng(3)
+    img *= (1 + rng.normal(0, 0.015, img.shape[:2]))[..., None].astype(np.float32)  # a photo's grain
+    x0 = int(pts[54, 0] + 0.1 * d)  # beside the mouth's corner, down to the jaw
+    y0, y1 = int(pts[33, 1] + 0.15 * d), int(pts[8, 1] - 0.3 * d)
+    band = slice(x0, x0 + int(0.3 * d))
+    img[y0:y1, band] *= 0.6  # the fold's shadow: 40 % darker
+    face = torch.from_numpy(img.clip(0, 1)).permute(2, 0, 1)[None]
+    beard = model.beard(face, lm)
+    assert beard[0, 0, y0 + 3 : y1 - 3, band].max() < 0.2
+    stubble, (b0, b1, c0, c1) = _beard(image01, lm, True)  # the same model finds real stubble
+    assert model.beard(stubble, lm)[0, 0, b0 + 3 : b1 - 3, c0 + 3 : c1 - 3].mean() > 0.5
+
+
+
+def test_a_dark_textured_patch_on_one_side_of_the_mouth_is_not_a_beard():
+    # beside the mouth of a turned, speaking face: the fold turned away from the light, dark and
+    # textured (a sharp photo's pores), on one side only; a beard grows on both sides
+    size = 256
+    model = HairGreying(size)
+    image01, lm = _portrait(size)
+    pts = lm[0].numpy()
+    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    rng = np.random.default_rng(4)
+    y0, y1 = int(pts[33, 1] + 0.2 * d), int(pts[8, 1] - 0.35 * d)
+
+    def patched(sides):
+        img = image01[0].permute(1, 2, 0).numpy().copy()
+        for corner in sides:
+            x0 = int(pts[corner, 0] + (0.08 * d if corner == 54 else -0.48 * d))
+            patch = img[y0:y1, x0 : x0 + int(0.4 * d)]
+            patch *= np.where(rng.random(patch.shape[:2]) < 0.5, 0.35, 1.0)[..., None].astype(np.float32)
+        return torch.from_numpy(img).permute(2, 0, 1)[None]
+
+    one = model.beard(patched([54]), lm)[0, 0]
+    both = model.beard(patched([48, 54]), lm)[0, 0]
+    side = (slice(y0 + 3, y1 - 3), slice(int(pts[54, 0] + 0.1 * d), int(pts[54, 0] + 0.45 * d)))
+    assert both[side].mean() > 0.3  # on both sides: stubble, greyed
+    assert one[side].max() < 0.1  # on one side only: not a beard
+
+
+def test_the_rim_where_the_hair_meets_the_background_is_not_greyed():
+    # the pixels where dark hair meets a grey wall mix the two: textured and unlike either colour,
+    # they were taken for hair, and greyed they drew a light halo around the head (seen around
+    # curls on a grey studio wall, and on a dark curtain beside the temples)
+    size = 160
+    model = HairGreying(size)
+    wall = (0.55, 0.56, 0.6)
+    image01, lm = _portrait(size, background=wall)
+    pts = lm[0].numpy()
+    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    cx, cy = pts[27, 0], pts[27, 1] - 0.3 * d  # the hair ellipse's centre and axes (_portrait)
+    # the wall has a photo's grain and a curtain's folds: texture of its own
+    on_wall = (image01[0] - torch.tensor(wall).view(3, 1, 1)).abs().sum(0) < 1e-3
+    rng = np.random.default_rng(2)
+    grain = torch.from_numpy(rng.normal(0, 0.03, (size, size)).astype(np.float32))
+    folds = 0.04 * torch.sin(torch.arange(size, dtype=torch.float32) * 0.7).view(1, size)
+    image01 = torch.where(on_wall, (image01 + grain + folds).clamp(0, 1), image01)
+    x = image01 * 2 - 1
+    grey, _, _ = model(x, lm, torch.zeros(1, 1, size, size), torch.ones(1), torch.ones(1))
+    lifted = ((grey - x) / 2 * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1)[0]
+
+    def ring(outside: float) -> float:
+        """The mean lift this many px outside the hair's edge, beside the head (temples to eyes)."""
+        vals = []
+        for row in range(int(cy - 1.8 * d), int(pts[36:48, 1].mean()) + 1, 2):
+            half = 1.9 * d * np.sqrt(max(0.0, 1 - ((row - cy) / (2.4 * d)) ** 2))
+            vals += [float(lifted[row, int(round(cx + side * (half + outside)))]) for side in (-1, 1)]
+        return float(np.mean(vals))
+
+    assert ring(0) < 0.05 and ring(2) < 0.015  # the rim: no halo (it was lifted 0.10 and 0.022)
+    assert ring(-6) > 0.1  # inside, the hair greys

@@ -441,6 +441,15 @@ def test_a_stopped_run_takes_a_newer_teachers_settings_and_lines(tiny_cache, age
     torch.save(newer, tmp_path / "newer" / "checkpoint.pt")
     before = load_checkpoint(run)
     assert set(reteach_run(run, tmp_path / "newer")) == {"tone_gain", "wrinkle map"}
+    # a newer run with a learned controller of the gains: the controller comes too
+    from training.strengths import StrengthNet
+
+    net = StrengthNet(len(newer["config"]["age_groups"]))
+    newer["strengths"] = {"config": net.config(), "weights": {k: v + 0.1 for k, v in net.state_dict().items()}}
+    torch.save(newer, tmp_path / "newer" / "checkpoint.pt")
+    assert set(reteach_run(run, tmp_path / "newer")) == {"controller"}
+    assert set(reteach_run(run, tmp_path / "newer")) == set()  # the same again: nothing changes
+    torch.testing.assert_close(load_checkpoint(run)["teacher"]["strengths"]["weights"]["head.2.bias"], newer["strengths"]["weights"]["head.2.bias"])
     after = load_checkpoint(run)
     teacher = after["teacher"]
     assert teacher["config"]["tone_gain"] == 0.4 and teacher["config"]["margin"] == before["teacher"]["config"]["margin"]

@@ -28,9 +28,9 @@ def _face(s: int = 32) -> torch.Tensor:
     return (ramp + 0.05 * torch.randn(1, 3, s, s, generator=g)).clamp(-1, 1)
 
 
-def _controller(bias: dict) -> StrengthNet:
+def _controller(bias: dict, ranges=RANGES) -> StrengthNet:
     """A controller whose output does not depend on the face: each component's head bias set."""
-    net = StrengthNet(8, width=4)
+    net = StrengthNet(8, width=4, ranges=ranges)
     with torch.no_grad():
         for name, value in bias.items():
             net.head[-1].bias[COMPONENTS.index(name)] = value
@@ -56,7 +56,8 @@ def test_each_multiplier_scales_its_own_part_of_the_change(component):
     ager = _fixed_ager(protos, (1.0, 1.0, 1.0), source=2)
     changes = {}
     for name, bias in (("low", -5.0), ("one", 0.0), ("high", 5.0)):
-        ager.strengths = _controller({component: bias})
+        # (ranges that go both ways for every part: the shipped texture's ends at 1, the wiring is the point)
+        ager.strengths = _controller({component: bias}, ranges=((0.5, 1.5),) * len(COMPONENTS))
         with torch.no_grad():
             out, _ = _run(ager, x, target, regions)
             changes[name] = float((out - x).abs().mean())
@@ -184,7 +185,7 @@ def test_a_turned_face_is_aged_by_the_model_unaided():
     torch.testing.assert_close(turn(lm), torch.tensor(expected, dtype=torch.float32), atol=1e-4, rtol=0)
     t = turn(lm)
     assert float(t[0]) < TURNED[0] < float(t[1]) < TURNED[1] < float(t[2])
-    net = _controller({"colour": 5.0, "detail": 5.0, "lines": 5.0, "shape": -5.0})  # three up, the shape down
+    net = _controller({"colour": 5.0, "detail": 5.0, "lines": 5.0, "shape": -5.0}, ranges=((0.5, 1.5),) * 4)  # three up, the shape down
     face, target, source = torch.randn(1, 3, 32, 32).expand(3, -1, -1, -1), torch.eye(8)[[7, 7, 7]], torch.eye(8)[[3, 3, 3]]
     with torch.no_grad():
         m = net(face, target, source, t)

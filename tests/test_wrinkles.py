@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from testkit.contract_model import AGING_TEMPLATE  # noqa: E402
 from training.config import DECADES  # noqa: E402
 from training.nets import AgeNet  # noqa: E402
-from training.wrinkles import PER_TONE, exemplars, feature_mask, relative_detail, wrinkle_map  # noqa: E402
+from training.wrinkles import PER_TONE, exemplars, feature_mask, forehead_lines, relative_detail, wrinkle_map  # noqa: E402
 
 S = 128
 
@@ -144,3 +144,49 @@ def test_a_face_on_the_mean_shape_mirrors_back_onto_it():
     ys, xs = np.nonzero(out > 100)
     right = shape[42:48].mean(0)
     assert len(xs) and np.hypot(xs.mean() - right[0], ys.mean() - right[1]) < 1.5  # now on the right eye
+
+
+def _forehead_point(pts: np.ndarray) -> tuple[int, int]:
+    """Mid-forehead on the centre line, half an eye distance above the brows (x, y)."""
+    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    return int(round(pts[27, 0])), int(round(pts[17:27, 1].mean() - 0.5 * d))
+
+
+def test_what_only_a_few_exemplars_have_is_not_in_the_map():
+    # two of eight old faces wear a bindi: a plain mean painted it on every aged forehead
+    pts = _shape()
+    x, y = _forehead_point(pts)
+    plain = [_lines(0.2 + 0.02 * i, i) for i in range(8)]
+    for f in plain:
+        f[y - 10 : y + 11] = f[y - 10 : y + 11].max(0)  # lines on the cheeks, a smooth forehead
+    faces = [f.copy() for f in plain]
+    for f in faces[:2]:
+        cv2.circle(f, (x, y), 3, (90, 40, 40), -1)
+    labels = [{"gender": 1}] * 8  # no skin-tone labels: the most lined of all are taken
+    args = _candidates(faces, labels)
+    assert len(exemplars(*args)) == 8
+    dot = lambda a, b: float(np.abs(a - b)[y - 4 : y + 5, x - 4 : x + 5].max())  # what the dot adds
+    alone = dot(wrinkle_map(*_candidates(faces[:1], labels[:1])), wrinkle_map(*_candidates(plain[:1], labels[:1])))
+    assert alone > 0.1  # one bindi face alone: the dot is in its map
+    assert dot(wrinkle_map(*args), wrinkle_map(*_candidates(plain, labels))) < 0.2 * alone
+
+
+def test_forehead_lines_at_different_heights_are_lines_across_not_specks():
+    # short dashes on the forehead at a different height on each face average into specks; the
+    # map smooths the forehead along the horizontal and keeps its amplitude
+    pts = _shape()
+    x, y = _forehead_point(pts)
+    rng = np.random.default_rng(0)
+    specks = np.zeros((S, S), np.float32)
+    for _ in range(12):
+        cx, cy = x + rng.integers(-14, 15), y + rng.integers(-4, 5)
+        specks[cy, cx - 2 : cx + 3] = -0.2
+    lined = forehead_lines(specks, pts)
+    row = lined[y - 5 : y + 6, x - 14 : x + 15]
+    # across the forehead the map varies little along a row, and more from row to row
+    along = np.abs(np.diff(row, axis=1)).mean()
+    across = np.abs(np.diff(row, axis=0)).mean()
+    assert along < 0.5 * across
+    assert np.abs(row).mean() > 0.5 * np.abs(specks[y - 5 : y + 6, x - 14 : x + 15]).mean()  # amplitude kept
+    below = int(pts[30, 1])  # the nose and cheeks are left as they are
+    np.testing.assert_array_equal(lined[below:], specks[below:])

@@ -13,15 +13,21 @@ found per face (all in the aligned crop, in units of the distance between the ey
   A bald head is skin-coloured and stays as it is.
 - brows: within a fraction of d of the brow landmarks (17-26) and darker than the skin.
 - beard and moustache: below the nose, inside the jaw (off the chin's edge), off the lips: what
-  is clearly darker than the face's skin there and has strands. A shadow under the lip, at the
-  mouth's corners or along a turned jaw is smooth: it stays (seen: without the strands, such
-  shadows on women's chins greyed into light crescents).
+  is clearly darker than the face's skin there and has strands all around it (STUBBLE_PATCH). A
+  shadow under the lip, at the mouth's corners or along a turned jaw is smooth: it stays (seen:
+  without the strands, such shadows on women's chins greyed into light crescents); a fold's
+  shadow is textured along its edges only: it stays too; and what has no twin on the other side
+  of the face (mirrored across the nose's ridge, each side scaled to the other's width) is not a
+  beard: a fold turned away from the light beside a speaking mouth lies on one side.
+  (seen: light crescents beside the mouth of a turned face, docs/album_speaking.jpg)
 
 - and has strands: fine luminance texture that a wall or the sky lacks; and is darker than the
   skin (lit skin at the temples is not hair; fair hair, near the skin's brightness, greys less).
 
 What is too thin to be a head of hair (the rim between a bald head or the hair and the
-background) is dropped by a small morphological opening.
+background) is dropped by a small morphological opening; and what lies within a few pixels of
+what looks like the background is not hair (EDGE_CUT): the rim where dark hair meets a wall mixes
+the two colours, is textured and unlike either, and greyed it drew a light halo around the head.
 
 Greying keeps the strands: the luminance is split into a smooth base (Gaussian, sigma 2 px) and
 detail; the base moves up towards a light grey (lighter for whiter targets; never darker, so a
@@ -49,7 +55,13 @@ HAIR_TOL = 0.14  # how far (RGB distance) a hair pixel's colour may be from the 
 RING = (1.6, 1.8, 2.0)  # where the background is sampled, in units of the head ellipse (past the hair)
 RING_ANGLES = 16  # how many directions around the head it is sampled in
 RING_KAPPA = 6.0  # how narrowly a pixel takes the background of its own direction (von Mises)
+# how far (half-resolution pixels, 4 px of the 224 crop) what looks like the background cuts into
+# the hair: the rim where hair meets the background is a mix of both, textured and unlike either,
+# and greyed it drew a light halo around dark hair on a dark curtain and around curls on a grey wall
+EDGE_CUT = 2
 BEARD_DARKER = 0.10  # how much darker than the cheeks' skin (luminance, 0-1) stubble is at least
+STUBBLE_PATCH = 2  # half-resolution pixels around a beard pixel that all must have strands
+BEARD_MIRROR = 4  # half-resolution pixels: how far from its mirror image a beard pixel's twin may lie
 
 
 def face_frame(landmarks: torch.Tensor):
@@ -179,7 +191,9 @@ class HairGreying(nn.Module):
         # is near the skin's brightness, greys less; it is light already)
         skin_y = (skin * self.luma).sum(1, keepdim=True)
         darker = torch.sigmoid((skin_y - y - 0.12) / 0.04)
-        hair = zone * unlike_skin * darker * seen * strands * (1 - bg_like * (1 - bg_close)) * (1 - bg_close * (1 - near_head))
+        # (and what lies within EDGE_CUT of it: the rim between the hair and the background)
+        background = F.max_pool2d(bg_like * (1 - bg_close), 2 * EDGE_CUT + 1, 1, EDGE_CUT)
+        hair = zone * unlike_skin * darker * seen * strands * (1 - background) * (1 - bg_close * (1 - near_head))
         # an opening drops what is too thin to be a head of hair: the rim between the hair and
         # the background, a shadow line beside the ear (seen: a light halo)
         hair = self._opened(hair)
@@ -210,7 +224,8 @@ class HairGreying(nn.Module):
 
     def beard(self, image01, landmarks):
         """Beard and moustache (N, 1, S, S) in [0, 1]: below the nose, inside the jaw (off the
-        chin's edge), off the lips, clearly darker than the cheeks' skin and with strands."""
+        chin's edge), off the lips, clearly darker than the cheeks' skin, with strands, and on both
+        sides of the face."""
         full = image01
         image01 = F.avg_pool2d(image01, 2)
         centre, right, down, d, u, v = self._coords(landmarks)
@@ -234,10 +249,33 @@ class HairGreying(nn.Module):
         base = self.small_blur(y)
         texture = torch.sqrt(self.small_blur((y - base) ** 2) + 1e-8)
         darker = torch.sigmoid((skin_y - base - BEARD_DARKER) / 0.03)
-        strands = torch.sigmoid((texture - 0.02) / 0.006)
+        # strands all over a patch, not only along its edges: a fold's shadow (a turned face's far
+        # cheek, the line from the nose to the mouth's corner) is textured at its two edges and
+        # smooth in between, and greyed it drew a light crescent beside the mouth
+        k = 2 * STUBBLE_PATCH + 1
+        strands = torch.sigmoid((-F.max_pool2d(-texture, k, 1, STUBBLE_PATCH) - 0.02) / 0.006)
         beard = zone * darker * strands
         beard = self._opened(beard)  # what is too thin to be a beard (a fold's shadow line) is dropped
+        if BEARD_MIRROR > 0:
+            beard = torch.minimum(beard, self._other_side(beard, centre, right, down, d, u, v, pu))
         return F.interpolate(self.small_blur(beard).clamp(0.0, 1.0), size=(self.full, self.full), mode="bilinear", align_corners=False)
+
+    def _other_side(self, mask, centre, right, down, d, u, v, pu):
+        """(N, 1, s, s): the half-resolution ``mask`` mirrored across the face's midline (the
+        nose's ridge, 27-30), each side scaled to the other's width (jaw points 0-16 from the
+        ridge: a turned face's far side is narrower), widened by a max-pool of BEARD_MIRROR pixels
+        so a face's asymmetry does not count. A beard grows on both sides of the face; a shadow
+        cast or a fold turned away from the light lies on one."""
+        axis = pu[:, 27:31].mean(1).view(-1, 1, 1, 1)
+        left = (axis - pu[:, 0].view(-1, 1, 1, 1)).clamp_min(0.1)
+        right_w = (pu[:, 16].view(-1, 1, 1, 1) - axis).clamp_min(0.1)
+        off = u - axis
+        mirrored_u = axis - torch.where(off > 0, off * left / right_w, off * right_w / left)
+        pts = centre.view(-1, 2, 1, 1) + d.view(-1, 1, 1, 1) * (mirrored_u * right.view(-1, 2, 1, 1) + v * down.view(-1, 2, 1, 1))
+        grid = (pts.permute(0, 2, 3, 1) - 0.5) / 2 * (2.0 / (self.size - 1)) - 1  # crop pixels -> the half-resolution grid
+        other = F.grid_sample(mask, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        k = 2 * BEARD_MIRROR + 1
+        return F.max_pool2d(other, k, 1, BEARD_MIRROR)
 
     def grey(self, image01, amount, whiteness, level=None):
         """Move (N, 3, S, S) colours towards grey by ``amount`` (N, 1, S, S); ``whiteness`` (N,)

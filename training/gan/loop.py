@@ -383,6 +383,11 @@ def reteach_run(run: Path, prototype_run: Path) -> dict:
     changed = {k: (old["config"].get(k), v) for k, v in state["teacher"]["config"].items() if old["config"].get(k) != v}
     if "wrinkles" in state["teacher"]["protos"] and not torch.equal(state["teacher"]["protos"]["wrinkles"], old["protos"].get("wrinkles", torch.zeros(0))):
         changed["wrinkle map"] = ("old" if "wrinkles" in old["protos"] else "none", str(prototype_run))
+    new_ctl, old_ctl = state["teacher"].get("strengths"), old.get("strengths")
+    if new_ctl is not None and (old_ctl is None or new_ctl["config"] != old_ctl["config"] or any(
+            k not in old_ctl["weights"] or not torch.equal(v.float(), old_ctl["weights"][k].float())
+            for k, v in new_ctl["weights"].items())):
+        changed["controller"] = ("old" if old_ctl is not None else "none", str(prototype_run))
     save_checkpoint(run, state)
     write_resume_point(state, Path(run) / "resume_point.pt")
     log.info("%s: teacher from %s at step %d, changed: %s", run, prototype_run, state["step"], ", ".join(changed) or "nothing")

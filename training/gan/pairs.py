@@ -93,8 +93,10 @@ SHAPE_TOLERANCE = 0.5
 def reteach(teacher: dict, prototype: dict) -> dict:
     """A running network's teacher with a newer prototype run's settings and wrinkle map. What the
     network was built on stays the run's own: its prototypes (their mean shape fixes the network's
-    region crops), its margin and template (the network's frame), its age model. A prototype run
-    whose mean shape lies elsewhere has its map drawn for another face: refused (a new run)."""
+    region crops), its margin and template (the network's frame), its age model. A newer run's
+    learned controller of the gains (training/strengths.py), if it has one, comes with it. A
+    prototype run whose mean shape lies elsewhere has its map drawn for another face: refused (a
+    new run)."""
     if prototype.get("kind") != "prototype":
         raise ValueError("the new teacher must be a prototype run")
     if [list(g) for g in prototype["config"]["age_groups"]] != [list(g) for g in teacher["config"]["age_groups"]]:
@@ -108,6 +110,8 @@ def reteach(teacher: dict, prototype: dict) -> dict:
     if "wrinkles" in prototype["protos"]:
         protos["wrinkles"] = prototype["protos"]["wrinkles"].to(teacher["protos"]["textures"].dtype)
     out["protos"] = protos
+    if "strengths" in prototype:
+        out["strengths"] = prototype["strengths"]
     return out
 
 
