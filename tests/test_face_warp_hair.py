@@ -80,6 +80,14 @@ def _portrait(size: int = 128, hair=(0.25, 0.15, 0.08), skin=(0.8, 0.6, 0.5), ba
     return torch.from_numpy(img.clip(0, 1)).permute(2, 0, 1)[None], torch.tensor(pts, dtype=torch.float32)[None]
 
 
+def _scene(size: int, **portrait):
+    """The hair model for a crop of ``size``, a portrait (``_portrait``'s keywords), its landmarks
+    as numpy and its eye distance."""
+    image01, lm = _portrait(size, **portrait)
+    pts = lm[0].numpy()
+    return HairGreying(size), image01, lm, pts, float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+
+
 def test_hair_and_brows_are_found_and_greyed():
     size = 128
     model = HairGreying(size)
@@ -178,11 +186,8 @@ def test_a_dark_background_beside_the_head_is_not_taken_for_hair():
     # the frame: a mean over the whole background would be a grey that matches neither, and the
     # wall beside the head would be greyed as hair (seen: a grey glow around heads in a dark bar)
     size = 160
-    model = HairGreying(size)
     navy = (0.12, 0.14, 0.32)
-    image01, lm = _portrait(size, background=navy)
-    pts = lm[0].numpy()
-    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    model, image01, lm, pts, d = _scene(size, background=navy)
     img = image01[0].permute(1, 2, 0).numpy().copy()
     below = int(pts[57, 1] + 0.6 * d)
     img[below:] = 0.95  # white shirts
@@ -267,11 +272,7 @@ def test_a_beard_greys_with_the_hair_and_a_chin_shadow_or_the_lips_do_not():
 def test_a_folds_shadow_beside_the_mouth_is_not_a_beard():
     # the line from the nose to the mouth's corner on a turned face: a dark band, sharp-edged (so
     # textured along its two edges) and smooth inside; greyed it drew a light crescent
-    size = 256
-    model = HairGreying(size)
-    image01, lm = _portrait(size)
-    pts = lm[0].numpy()
-    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    model, image01, lm, pts, d = _scene(256)
     img = image01[0].permute(1, 2, 0).numpy().copy()
     rng = np.random.default_rng(3)
     img *= (1 + rng.normal(0, 0.015, img.shape[:2]))[..., None].astype(np.float32)  # a photo's grain
@@ -290,11 +291,7 @@ def test_a_folds_shadow_beside_the_mouth_is_not_a_beard():
 def test_a_dark_textured_patch_on_one_side_of_the_mouth_is_not_a_beard():
     # beside the mouth of a turned, speaking face: the fold turned away from the light, dark and
     # textured (a sharp photo's pores), on one side only; a beard grows on both sides
-    size = 256
-    model = HairGreying(size)
-    image01, lm = _portrait(size)
-    pts = lm[0].numpy()
-    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    model, image01, lm, pts, d = _scene(256)
     rng = np.random.default_rng(4)
     y0, y1 = int(pts[33, 1] + 0.2 * d), int(pts[8, 1] - 0.35 * d)
 
@@ -318,11 +315,8 @@ def test_the_rim_where_the_hair_meets_the_background_is_not_greyed():
     # they were taken for hair, and greyed they drew a light halo around the head (seen around
     # curls on a grey studio wall, and on a dark curtain beside the temples)
     size = 160
-    model = HairGreying(size)
     wall = (0.55, 0.56, 0.6)
-    image01, lm = _portrait(size, background=wall)
-    pts = lm[0].numpy()
-    d = float(np.linalg.norm(pts[42:48].mean(0) - pts[36:42].mean(0)))
+    model, image01, lm, pts, d = _scene(size, background=wall)
     cx, cy = pts[27, 0], pts[27, 1] - 0.3 * d  # the hair ellipse's centre and axes (_portrait)
     # the wall has a photo's grain and a curtain's folds: texture of its own
     on_wall = (image01[0] - torch.tensor(wall).view(3, 1, 1)).abs().sum(0) < 1e-3
