@@ -85,6 +85,28 @@ def test_critic_and_adversarial_losses():
     assert float(L.mismatch_loss(torch.tensor([1.0]))) == 2
 
 
+
+def test_the_detail_view_shows_texture_not_colour():
+    """critic_input=detail: a critic that sees only the luminance's fine detail over its local
+    brightness cannot be answered by make-up or a skin tone (the residual run drew pink lips and dark
+    lash lines for the colour critic)."""
+    g = torch.Generator().manual_seed(2)
+    skin = torch.tensor([0.8, 0.6, 0.5]).view(1, 3, 1, 1).expand(1, 3, 32, 32).clone()
+    lined = skin.clone()
+    lined[..., 15:17, 4:28] *= 0.7  # a line across
+    to_pm = lambda x01: x01 * 2 - 1
+    flat = L.detail_view(to_pm(skin))
+    assert float(flat.abs().max()) < 1e-5  # a flat skin has no texture
+    line = L.detail_view(to_pm(lined))
+    assert float(line[..., 15:17, 8:24].mean()) < -0.3  # the line is there, dark
+    dark = L.detail_view(to_pm(lined * 0.4))  # a darker skin: the same relative detail
+    torch.testing.assert_close(dark, line, atol=1e-4, rtol=0)
+    tinted = lined * torch.tensor([1.1, 0.9, 0.9]).view(1, 3, 1, 1)  # make-up: a colour over the area
+    assert float((L.detail_view(to_pm(tinted)) - line).abs().max()) < 0.05
+    noisy = to_pm(skin + 0.02 * torch.randn(1, 1, 32, 32, generator=g))
+    assert float(L.detail_view(noisy).abs().mean()) > 0.01  # grain is texture too
+
+
 def test_guide_view_blurs_noises_and_shifts_yet_passes_gradients():
     x = (torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(1)) * 2 - 1).requires_grad_(True)
     a = L.guide_view(x, torch.Generator().manual_seed(5))
@@ -274,6 +296,29 @@ def test_the_generator_listens_only_to_the_critics_chosen_views(tiny_cache, teac
     assert float(every[:, below_mouth:].sum()) > 0
     with pytest.raises(ValueError, match="adv_views"):
         Trainer(gan_cfg(age_run, teacher_run, adv_views=("chin",)), FaceCache(tiny_cache), teacher_state(teacher_run))
+
+
+
+def test_a_critic_trained_on_other_inputs_starts_anew(tiny_cache, teacher_run, age_run, gan_run):
+    from training.gan.loop import Trainer
+    from training.gan.pairs import teacher_state
+    from training.preprocess import FaceCache
+    from training.runtime import load_checkpoint
+
+    state = load_checkpoint(gan_run)  # its critic saw the views in colour
+    same = Trainer(gan_cfg(age_run, teacher_run), FaceCache(tiny_cache), teacher_state(teacher_run))
+    same.load(state, exact=True)
+    assert_same_state(same.critic.state_dict(), state["critic"])
+    other = Trainer(gan_cfg(age_run, teacher_run, critic_input="detail"), FaceCache(tiny_cache), teacher_state(teacher_run))
+    fresh = {k: v.clone() for k, v in other.critic.state_dict().items()}
+    other.load(state, exact=True)
+    assert_same_state(other.critic.state_dict(), fresh)  # not the colour critic's weights
+    assert_same_state(other.net.learned_state(), state["gen"])  # the network is the run's
+    x, t, masks, lm, hair = _inputs(tiny_cache, other.margin)
+    face, patches = other._critic_view(x, lm)
+    assert torch.allclose(face[:, 0], face[:, 1]) and float(face.abs().max()) <= 1.0  # grey detail, in range
+    with pytest.raises(ValueError, match="critic_input"):
+        Trainer(gan_cfg(age_run, teacher_run, critic_input="hsv"), FaceCache(tiny_cache), teacher_state(teacher_run))
 
 
 def test_a_residual_network_always_learns_its_change(tiny_cache, teacher_run, age_run):

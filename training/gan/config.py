@@ -54,6 +54,10 @@ class Aging2Config(CommonConfig):
     # which of the critic's views the generator's adversarial loss listens to: "face" (the whole face
     # at 80 px) and the five region patches; the critic learns on all of them either way
     adv_views: tuple = ("face", "forehead", "eyes", "nose", "mouth", "cheeks")
+    # what the critic sees: "rgb" (the views as they are) or "detail" (each view's luminance detail
+    # between two scales over its local brightness, losses.detail_view: texture without colour, so
+    # neither make-up nor a skin tone can answer it; a critic trained on the other input starts anew)
+    critic_input: str = "rgb"
     id_faces: int = 4  # faces of the batch the identity loss sees (dlib's network is the dearest part)
     strength_jitter: float = 0.3
     hair_jitter: float = 0.3

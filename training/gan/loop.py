@@ -129,6 +129,8 @@ class Trainer:
         if unknown or not cfg.adv_views:
             raise ValueError(f"adv_views: {unknown or 'none given'} (the critic's views: {', '.join(views)})")
         self.adv_columns = [views.index(v) for v in cfg.adv_views]
+        if cfg.critic_input not in ("rgb", "detail"):
+            raise ValueError(f"critic_input: {cfg.critic_input!r} (rgb or detail)")
 
     # --- state
     def state(self) -> dict:
@@ -141,7 +143,12 @@ class Trainer:
         f = lambda d: {k: v.float() if v.is_floating_point() else v for k, v in d.items()}
         self.net.load_learned(f(state["gen"]))
         self.ema.model.load_learned(f(state["ema"]))
-        self.critic.load_state_dict(f(state["critic"]))
+        seen = state.get("config", {}).get("critic_input", "rgb")
+        if seen == self.cfg.critic_input:
+            self.critic.load_state_dict(f(state["critic"]))
+        else:  # a critic of other inputs judges nothing here: it starts anew (and its optimiser)
+            log.info("the critic saw %s, this run shows it %s: a new critic", seen, self.cfg.critic_input)
+            exact = False
         if exact:
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
@@ -215,7 +222,10 @@ class Trainer:
 
     def _critic_view(self, img, lm):
         face = F.interpolate(img, size=(80, 80), mode="bilinear", align_corners=False, antialias=True)
-        return face, self.net.crops(img, self.net.similarity(lm), size_scale=0.5)
+        patches = self.net.crops(img, self.net.similarity(lm), size_scale=0.5)
+        if self.cfg.critic_input == "detail":
+            return L.detail_view(face), [L.detail_view(p) for p in patches]
+        return face, patches
 
     def _critic_step(self, r, fake, t, lm) -> dict:
         """Critic steps: real faces of the batch's target groups, judged with their group."""

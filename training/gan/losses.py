@@ -111,3 +111,27 @@ def identity_loss(desc_out: torch.Tensor, desc_in: torch.Tensor, margin: float =
     every face is pulled back towards its input, which undoes aging (seen: a network made 70+
     judged 46 -> 38 years in 1,000 steps); with a margin only a face near losing its person is."""
     return torch.relu((desc_out - desc_in.detach()).norm(dim=1) - margin).mean()
+
+
+DETAIL_BAND = (0.6, 2.5)  # px of the view: lines and creases (training/wrinkles.py's band at 128 px)
+DETAIL_FLOOR = 0.08  # the darkest local brightness divided by (deep shadow is not texture)
+DETAIL_GAIN = 4.0  # relative detail of +-0.25 (a deep line) to about +-1, the critic's input range
+
+
+def detail_view(img: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] -> (N, 3, H, W): the luminance's detail between DETAIL_BAND over its
+    local brightness (the same on a dark and a light skin; a flat colour, make-up or a tone shift,
+    has none), times DETAIL_GAIN, in all three channels (the critic's trunk is unchanged)."""
+    y = (((img + 1) * 0.5) * img.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    fine, broad = (_blur(y, s) for s in DETAIL_BAND)
+    rel = (fine - broad) / broad.clamp_min(DETAIL_FLOOR)
+    return (DETAIL_GAIN * rel).clamp(-1.0, 1.0).expand(-1, 3, -1, -1)
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    from ..filters import gaussian_kernel
+
+    k = gaussian_kernel(sigma).to(x)
+    r = (len(k) - 1) // 2
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
