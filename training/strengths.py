@@ -47,9 +47,10 @@ COMPONENTS = ("colour", "detail", "lines", "shape")
 # times their depth read as grey smudges on the cheeks and under the eyes; at 2.0, 70+ is judged
 # about 4 years younger on 400 validation faces (the controller's own choices scaled: 54.0 -> 49.6
 # years, verified 94.2 -> 96.0 %). The texture stops at 1.0 (the model's own gain): with the lines
-# held, a controller trained anew raised it to 1.1-1.3 on the album's adults made 70+, and a sharp
-# photo's pores and stubble, deepened, came back as the dirt the cap took away (70+ 49.2 years
-# against 47.7 with the old controller scaled, verified 93.0 % against 95.5 %)
+# held, a controller trained anew raised it (1.29 on average over its last training batch; on the
+# album's adults made 70+ 0.74-1.08 against 0.69-0.76 before), and a sharp photo's pores and
+# stubble, deepened, came back as the dirt the cap took away (70+ 49.2 years against 47.7 with the
+# old controller scaled, verified 93.0 % against 95.5 %)
 RANGES = ((0.6, 1.3), (0.6, 1.0), (0.5, 2.0), (0.5, 1.5))
 # |sin(yaw)| from which a turned face loses what the controller adds to the model's gains, and
 # where it has none of it left (20 and 40 degrees): turned faces lose their person sooner, and the controller, trained on

@@ -146,7 +146,7 @@ class Trainer:
         seen = state.get("config", {}).get("critic_input", "rgb")
         if seen == self.cfg.critic_input:
             self.critic.load_state_dict(f(state["critic"]))
-        else:  # a critic of other inputs judges nothing here: it starts anew (and its optimiser)
+        else:  # a critic of other inputs judges nothing here: it starts anew, and both optimisers too
             log.info("the critic saw %s, this run shows it %s: a new critic", seen, self.cfg.critic_input)
             exact = False
         if exact:

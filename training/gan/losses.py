@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..filters import LUMA, gaussian_kernel
+from ..filters import LUMA, Blur, gaussian_kernel
 
 
 def teacher_l1(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -122,16 +122,10 @@ def detail_view(img: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) in [-1, 1] -> (N, 3, H, W): the luminance's detail between DETAIL_BAND over its
     local brightness (the same on a dark and a light skin; a flat colour, make-up or a tone shift,
     has none), times DETAIL_GAIN, in all three channels (the critic's trunk is unchanged)."""
-    y = (((img + 1) * 0.5) * img.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    fine, broad = (_blur(y, s) for s in DETAIL_BAND)
+    y = (((img + 1) * 0.5) * img.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    fine, broad = (blur.to(y)(y) for blur in _DETAIL_BLURS)
     rel = (fine - broad) / broad.clamp_min(DETAIL_FLOOR)
     return (DETAIL_GAIN * rel).clamp(-1.0, 1.0).expand(-1, 3, -1, -1)
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    from ..filters import gaussian_kernel
-
-    k = gaussian_kernel(sigma).to(x)
-    r = (len(k) - 1) // 2
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
+_DETAIL_BLURS = tuple(Blur(s) for s in DETAIL_BAND)
