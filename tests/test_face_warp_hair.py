@@ -269,6 +269,41 @@ def test_a_beard_greys_with_the_hair_and_a_chin_shadow_or_the_lips_do_not():
 
 
 
+def test_a_beard_on_the_chin_is_found_down_to_its_lower_edge():
+    # a full beard covers the chin to its edge and hangs a little below it; the zone was an
+    # ellipse held off the chin's edge, and a bearded face made 70+ got a grey moustache over a
+    # dark beard on the chin, then (the jaw's outline alone) a dark rim along the beard's lower edge
+    import cv2
+
+    model, image01, lm, pts, d = _scene(256)
+    img = image01[0].permute(1, 2, 0).numpy().copy()
+    skin = img[int(pts[30, 1]), int(pts[30, 0])].copy()
+    img[int(pts[8, 1] - 0.1 * d) :, int(pts[5, 0]) : int(pts[11, 0])] = skin  # a neck under the chin
+    face = np.zeros(img.shape[:2], np.uint8)
+    cv2.fillPoly(face, [np.round(pts[0:17]).astype(np.int32)], 1)
+    beard = face > 0
+    beard[: int(pts[57, 1] + 0.12 * d)] = False  # from below the lip ...
+    beard[int(pts[8, 1] - 0.05 * d) : int(pts[8, 1] + 0.1 * d), int(pts[7, 0]) : int(pts[9, 0])] = True  # ... hanging past the chin
+    beard[:, : int(pts[6, 0])] = False
+    beard[:, int(pts[10, 0]) :] = False
+    dots = np.random.default_rng(5).random(img.shape[:2]) < 0.5
+    img[beard & dots] *= 0.35  # stubble
+    found = model.beard(torch.from_numpy(img).permute(2, 0, 1)[None], lm)[0, 0]
+    cols = slice(int(pts[7, 0]) + 2, int(pts[9, 0]) - 2)
+    low = found[int(pts[8, 1] - 0.2 * d) : int(pts[8, 1] - 0.06 * d), cols]
+    assert low.mean() > 0.7  # the lower chin greys with the rest of the beard (0.3 with the ellipse)
+    hanging = found[int(pts[8, 1]) : int(pts[8, 1] + 0.06 * d), cols]
+    assert hanging.mean() > 0.4  # and what hangs past it (0.29 with the jaw's outline alone)
+    assert found[int(pts[8, 1] + 0.35 * d) :, :].max() < 0.05  # the neck below stays
+    # a clean-shaven chin over a dark, striped collar in the chin's shadow: nothing hangs there
+    shaven = image01[0].permute(1, 2, 0).numpy().copy()
+    collar = (slice(int(pts[8, 1]), int(pts[8, 1] + 0.5 * d)), slice(int(pts[5, 0]), int(pts[11, 0])))
+    shaven[collar] = skin * 0.45
+    shaven[collar[0], collar[1].start : collar[1].stop : 3] *= 0.4  # its stripes
+    found = model.beard(torch.from_numpy(shaven).permute(2, 0, 1)[None], lm)[0, 0]
+    assert found[int(pts[8, 1]) : int(pts[8, 1] + 0.15 * d), cols].max() < 0.2  # the outline's soft edge (0.66 taken as a beard)
+
+
 def test_a_folds_shadow_beside_the_mouth_is_not_a_beard():
     # the line from the nose to the mouth's corner on a turned face: a dark band, sharp-edged (so
     # textured along its two edges) and smooth inside; greyed it drew a light crescent

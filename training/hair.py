@@ -12,11 +12,11 @@ found per face (all in the aligned crop, in units of the distance between the ey
   ellipse, so a dark wall on one side and white shirts below are not averaged into one grey).
   A bald head is skin-coloured and stays as it is.
 - brows: within a fraction of d of the brow landmarks (17-26) and darker than the skin.
-- beard and moustache: below the nose, inside the jaw (off the chin's edge), off the lips: what
-  is clearly darker than the face's skin there and has strands all around it (STUBBLE_PATCH). A
-  shadow under the lip, at the mouth's corners or along a turned jaw is smooth: it stays (seen:
-  without the strands, such shadows on women's chins greyed into light crescents); a fold's
-  shadow is textured along its edges only: it stays too; and what has no twin on the other side
+- beard and moustache: below the nose, inside the jaw's outline (the chin included), off the
+  lips: what is clearly darker than the face's skin there and has strands all around it
+  (STUBBLE_PATCH). A shadow under the lip, at the mouth's corners or along a turned jaw is smooth:
+  it stays (seen: without the strands, such shadows on women's chins greyed into light
+  crescents); a fold's shadow is textured along its edges only: it stays too; and what has no twin on the other side
   of the face (mirrored across the nose's ridge, each side scaled to the other's width) is not a
   beard: a fold turned away from the light beside a speaking mouth lies on one side.
   (seen: light crescents beside the mouth of a turned face, docs/album_speaking.jpg)
@@ -62,6 +62,7 @@ EDGE_CUT = 2
 BEARD_DARKER = 0.10  # how much darker than the cheeks' skin (luminance, 0-1) stubble is at least
 STUBBLE_PATCH = 2  # half-resolution pixels around a beard pixel that all must have strands
 BEARD_MIRROR = 4  # half-resolution pixels: how far from its mirror image a beard pixel's twin may lie
+BEARD_BELOW = 4  # half-resolution pixels (0.15 of the eye distance at 224): how far below the jaw's outline a beard may hang
 
 
 def face_frame(landmarks: torch.Tensor):
@@ -222,10 +223,27 @@ class HairGreying(nn.Module):
         pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
         return self._sample(image01, pts).mean(2).view(-1, 3, 1, 1)
 
+    def _inside_jaw(self, landmarks):
+        """(N, 1, s, s) on the half-resolution grid: 1 inside the polygon of the jaw's outline
+        (landmarks 0-16, closed across the top from 16 to 0), by counting the outline's crossings
+        of a ray from each pixel to the right (odd: inside)."""
+        a = landmarks[:, :17].unsqueeze(2)  # (N, 17, 1, 2)
+        b = torch.roll(landmarks[:, :17], -1, 1).unsqueeze(2)
+        px = self.pixels[:, 0].reshape(1, 1, -1)
+        py = self.pixels[:, 1].reshape(1, 1, -1)
+        ax, ay, bx, by = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+        spans = ((ay > py).float() - (by > py).float()).abs()  # the edge spans the pixel's row
+        dy = by - ay
+        dy = torch.where(dy.abs() < 1e-6, torch.full_like(dy, 1e-6), dy)
+        x_cross = ax + (py - ay) * (bx - ax) / dy
+        count = (spans * (px < x_cross).float()).sum(1)  # (N, P)
+        odd = count - 2 * torch.floor(count / 2)
+        return odd.view(-1, 1, self.size, self.size)
+
     def beard(self, image01, landmarks):
-        """Beard and moustache (N, 1, S, S) in [0, 1]: below the nose, inside the jaw (off the
-        chin's edge), off the lips, clearly darker than the cheeks' skin, with strands, and on both
-        sides of the face."""
+        """Beard and moustache (N, 1, S, S) in [0, 1]: below the nose, inside the jaw's outline,
+        off the lips, clearly darker than the cheeks' skin,
+        with strands all over a patch, and on both sides of the face."""
         full = image01
         image01 = F.avg_pool2d(image01, 2)
         centre, right, down, d, u, v = self._coords(landmarks)
@@ -234,16 +252,20 @@ class HairGreying(nn.Module):
         pu = (rel * right.unsqueeze(1)).sum(2) / dd  # every landmark in the face's frame (units of d)
         pv = (rel * down.unsqueeze(1)).sum(2) / dd
         at = lambda a, i: a[:, i].view(-1, 1, 1, 1)
-        mid = (at(pu, 0) + at(pu, 16)) / 2
-        half = ((at(pu, 16) - at(pu, 0)).abs() / 2).clamp_min(0.5)
-        chin = at(pv, 8).clamp_min(0.8)
-        inside = torch.sigmoid((0.9 - torch.sqrt(((u - mid) / half) ** 2 + (v / chin) ** 2 + 1e-8)) / 0.03)  # off the chin's edge
+        # inside the jaw's outline, the chin included (seen: an ellipse held off the chin's edge
+        # greyed the moustache of a bearded face made 70+ and left the beard on the chin dark);
+        # not past it beside the jaw, where long hair is dark and textured on both sides too
+        jaw = self._inside_jaw(landmarks)
+        inside = self.small_blur(jaw)
         below_nose = torch.sigmoid((v - at(pv, 33) - 0.08) / 0.04)
         mu, mv = pu[:, 48:60].mean(1).view(-1, 1, 1, 1), pv[:, 48:60].mean(1).view(-1, 1, 1, 1)
         a = (at(pu, 54) - at(pu, 48)).abs() / 2 + 0.05
         b = (at(pv, 57) - at(pv, 51)).abs() / 2 + 0.02
         lips = torch.sigmoid((1.0 - torch.sqrt(((u - mu) / a) ** 2 + ((v - mv) / b) ** 2 + 1e-8)) / 0.08)
         zone = inside * below_nose * (1 - lips)
+        # (the cheeks' skin, lower cheeks included: on a clean-shaven dark skin the shading around the
+        # mouth is darker than the lit upper cheeks, and against those alone it greyed into an ashy
+        # ring; a full beard on the lower cheeks darkens the reference and is found less)
         skin_y = (self._cheeks(full, landmarks) * self.luma).sum(1, keepdim=True)
         y = (image01 * self.luma).sum(1, keepdim=True)
         base = self.small_blur(y)
@@ -255,6 +277,15 @@ class HairGreying(nn.Module):
         k = 2 * STUBBLE_PATCH + 1
         strands = torch.sigmoid((-F.max_pool2d(-texture, k, 1, STUBBLE_PATCH) - 0.02) / 0.006)
         beard = zone * darker * strands
+        # a beard hangs past the chin (its lower edge stayed dark): below the chin (landmarks 6-10)
+        # by BEARD_BELOW, what continues a beard found above it, well inside the chin (the shadow
+        # under a clean-shaven chin, over a striped collar, is dark, textured and on both sides
+        # too, and reaches a little inside the outline's soft edge)
+        reach = lambda m, n: F.max_pool2d(F.pad(m, (0, 0, n, 0)), (n + 1, 1), 1)  # each pixel: the most of n above it
+        chin_width = ((u > at(pu, 6)) & (u < at(pu, 10))).float()
+        below_chin = self.small_blur((reach(jaw, BEARD_BELOW) - jaw).clamp_min(0.0) * chin_width)
+        on_chin = -F.max_pool2d(-jaw, 5, 1, 2)  # 2 px inside the jaw's outline
+        beard = torch.maximum(beard, below_chin * darker * strands * reach(beard * on_chin, BEARD_BELOW + 2))
         beard = self._opened(beard)  # what is too thin to be a beard (a fold's shadow line) is dropped
         if BEARD_MIRROR > 0:
             beard = torch.minimum(beard, self._other_side(beard, centre, right, down, d, u, v, pu))
