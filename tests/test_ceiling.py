@@ -65,3 +65,45 @@ def test_the_run_judges_every_set_and_says_which_donors_are_missing(tiny_cache):
     cache.ages = np.where(cache.splits == "test", 80, cache.ages)  # no face of 20-49 left
     with pytest.raises(ValueError, match="no face aged"):
         ceiling.run(cache, judge, split="test")
+
+
+def test_a_detail_band_moves_the_donors_lines_and_keeps_the_sources_light(tiny_cache):
+    """The donor's fine lines come over, the source's broad shading and colour stay; the shape
+    part moves the features, not the skin."""
+    _, x, xp, _, _ = _two_faces(tiny_cache)
+    size = x.shape[0]
+    same = ceiling.band_transplant(x, xp, x, xp, ceiling.BANDS["fine (< 2 px)"])
+    assert np.abs(same.astype(int) - x.astype(int)).max() <= 1  # its own band: unchanged
+    lined = x.astype(np.float32).copy()
+    row = int(xp[27:31, 1].mean())  # across the nose and cheeks
+    lined[row : row + 2, :] *= 0.6
+    lined = lined.clip(0, 255).astype(np.uint8)
+    fine = ceiling.band_transplant(x, xp, lined, xp, ceiling.BANDS["fine (< 2 px)"]).astype(np.float32)
+    broad = ceiling.band_transplant(x, xp, lined, xp, ceiling.BANDS["broad (> 6 px)"]).astype(np.float32)
+    mid = slice(size // 3, 2 * size // 3)
+    src = x.astype(np.float32)
+    assert (fine[row : row + 2, mid] - src[row : row + 2, mid]).mean() < -10  # the line is there
+    assert abs((fine[row + 8 : row + 12, mid] - src[row + 8 : row + 12, mid]).mean()) < 2  # and only there
+    at_line = lambda img: float((img[row : row + 2, mid] - src[row : row + 2, mid]).mean())
+    assert abs(at_line(broad)) < 0.5 * abs(at_line(fine))  # the broad band takes only the line's blur
+    moved = ceiling.shape_transplant(x, xp, xp * 1.0)
+    assert np.abs(moved.astype(int) - x.astype(int)).mean() < 2  # its own proportions: unchanged
+    wider = xp.copy()
+    wider[:17, 0] = xp[:17, 0].mean() + 1.15 * (xp[:17, 0] - xp[:17, 0].mean())  # a wider jaw
+    assert np.abs(ceiling.shape_transplant(x, xp, wider).astype(int) - x.astype(int)).mean() > 1
+
+
+def test_the_parts_are_judged_and_verified(tiny_cache):
+    from core.models import AgeModel
+    from training.evaluate import identity_model
+    from training.judges import judge_path
+
+    cache = FaceCache(tiny_cache)
+    judge = AgeModel.load(judge_path(), verify=False)
+    result = ceiling.parts(cache, judge, identity_model(), split="test", faces=5)
+    assert result["sources"] == 1
+    names = {*ceiling.BANDS, "shape", "whole interior"}
+    assert names <= set(result)
+    for name in names:
+        assert 0 <= result[name]["judged"] <= 100 and 0 <= result[name]["verified"] <= 1
+    assert "| whole interior |" in ceiling.format_parts(result)

@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faces", type=int, default=80, help="source faces (aged 20-49)")
     p.add_argument("--judge", default=None, help="age judge (.onnx; default: training/judges/age_judge.onnx)")
     p.add_argument("--model", default=None, help="an aging.onnx whose outputs for the same faces are judged too")
+    p.add_argument("--parts", action="store_true",
+                   help="instead: each part of a real 70+ interior alone (detail bands, broad shading, shape), judged and verified")
     p.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -210,8 +212,15 @@ def main(argv: list[str] | None = None) -> int:
 
             judge = AgeModel.load(Path(args.judge) if args.judge else judge_path(), verify=False)
             aging = AgingModel.load(Path(args.model), verify=False) if args.model else None
-            result = ceiling.run(FaceCache(Path(args.cache)), judge, split=args.split, faces=args.faces, aging=aging)
-            print(ceiling.format_table(result))
+            if args.parts:
+                from .evaluate import identity_model
+
+                result = ceiling.parts(FaceCache(Path(args.cache)), judge, identity_model(), split=args.split, faces=args.faces,
+                                       aging=aging)
+                print(ceiling.format_parts(result))
+            else:
+                result = ceiling.run(FaceCache(Path(args.cache)), judge, split=args.split, faces=args.faces, aging=aging)
+                print(ceiling.format_table(result))
             if args.json:
                 Path(args.json).write_text(json.dumps(result, indent=2))
             return 0

@@ -53,6 +53,47 @@ def transplant(source: np.ndarray, source_points: np.ndarray, donor: np.ndarray,
     return np.clip(src * (1 - m) + warped * m, 0, 255).round().astype(np.uint8)
 
 
+# the parts of a real face's interior, each moved alone (``parts``): a band of the luminance's
+# detail (px at 128, between two Gaussian scales; None: the interior's mean) as a relative contrast,
+# or the shape (the source's own face warped to the donor's proportions)
+BANDS = {"fine (< 2 px)": (0.0, 2.0), "mid (2-6 px)": (2.0, 6.0), "fine and mid (< 6 px)": (0.0, 6.0), "broad (> 6 px)": (6.0, None)}
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def band_transplant(source: np.ndarray, source_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray,
+                    band: tuple) -> np.ndarray:
+    """``source`` with the donor's luminance detail in ``band`` = (lo, hi) px at 128 in place of its
+    own, inside the face's interior: each pixel scaled by the donor's band over the source's, both
+    as a ratio of the finer to the coarser scale (the same on a dark and a light skin, the
+    source's colour and everything outside the band kept)."""
+    size = source.shape[0]
+    sp, dp = _inside(source_points, size), _inside(donor_points, size)
+    warped = Mesh(sp, size).to_mean(np.ascontiguousarray(donor), dp).astype(np.float32)
+    src = source.astype(np.float32)
+    m = np.clip(gauss(face_mask(sp, (size, size)).astype(np.float32), FEATHER * size / 128), 0, 1)
+    lo, hi = (None if v is None else v * size / 128 for v in band)
+
+    def contrast(y):
+        fine = gauss(y, lo) if lo else y
+        coarse = gauss(y, hi) if hi else np.full_like(y, (y * m).sum() / m.sum())
+        return fine / coarse
+
+    ratio = contrast(warped @ LUMA + 1) / contrast(src @ LUMA + 1)
+    return np.clip(src * (1 + m * (ratio - 1))[..., None], 0, 255).round().astype(np.uint8)
+
+
+def shape_transplant(source: np.ndarray, source_points: np.ndarray, donor_points: np.ndarray) -> np.ndarray:
+    """``source`` warped (piecewise-affine) from its own landmarks to the donor's, the donor's put
+    on the source's eyes, brows, nose and mouth by a similarity: the donor's proportions, the
+    source's skin and features."""
+    from core.align import ALIGN_POINTS, similarity, transform_points
+
+    size = source.shape[0]
+    sp = _inside(source_points, size)
+    dp = _inside(transform_points(donor_points, similarity(donor_points[ALIGN_POINTS], sp[ALIGN_POINTS])), size)
+    return Mesh(dp, size).to_mean(np.ascontiguousarray(source), sp)
+
+
 def _judged(judge, images: list) -> float:
     from .evaluate import estimate_ages
 
@@ -108,6 +149,51 @@ def run(cache, judge, split: str = "val", faces: int = 80, seed: int = 0, aging=
         if aging is not None:
             out[target]["model"] = _judged(judge, _aged(aging, cache, sources, lo))
     return out
+
+
+def parts(cache, judge, identity, split: str = "val", faces: int = 80, seed: int = 0, aging=None) -> dict:
+    """Which part of a real 70+ face's interior moves the judge, and what each costs the person: the
+    same sources and donors as ``run`` (20-49, one random 70+ donor each), each part moved alone
+    (BANDS, the shape) and all of it (``transplant``), judged and verified (``identity``: a
+    descriptor model, distance < 0.6 to the source's at its landmarks). {"sources": n, "source":
+    age, part: {"judged", "verified"}}; "model" for ``aging``'s outputs at 70+."""
+    r = np.random.default_rng(seed)
+    idx = cache.indices(split)
+    ages = cache.ages[idx]
+    sources = idx[(ages >= SOURCES[0]) & (ages <= SOURCES[1])]
+    lo, hi = DONORS["70+"]
+    donors_all = idx[(ages >= lo) & (ages <= hi)]
+    if len(sources) == 0 or len(donors_all) == 0:
+        raise ValueError(f"the {split} split needs faces aged {SOURCES[0]}-{SOURCES[1]} and {lo}+")
+    sources = np.sort(r.choice(sources, min(faces, len(sources)), replace=False))
+    donors = r.choice(donors_all, len(sources))
+    images = [np.asarray(cache.images[i]) for i in sources]
+    points = [cache.landmarks[i] for i in sources]
+    made = {name: [] for name in (*BANDS, "shape", "whole interior")}
+    for x, xp, d in zip(images, points, donors):
+        y, yp = np.asarray(cache.images[d]), cache.landmarks[d]
+        for name, band in BANDS.items():
+            made[name].append(band_transplant(x, xp, y, yp, band))
+        made["shape"].append(shape_transplant(x, xp, yp))
+        made["whole interior"].append(transplant(x, xp, y, yp))
+    if aging is not None:
+        made["model"] = _aged(aging, cache, sources, lo)
+    base = identity.descriptors(np.stack(images), np.stack(points))
+    out = {"split": split, "sources": int(len(sources)), "source": _judged(judge, images)}
+    for name, imgs in made.items():
+        dist = np.linalg.norm(identity.descriptors(np.stack(imgs), np.stack(points)) - base, axis=1)
+        out[name] = {"judged": _judged(judge, imgs), "verified": round(float((dist < 0.6).mean()), 4)}
+    return out
+
+
+def format_parts(result: dict) -> str:
+    lines = [f"{result['sources']} {result['split']} faces aged {SOURCES[0]}-{SOURCES[1]} (judged {result['source']}), "
+             "each given one part of a real 70+ face's interior",
+             "| part | judged | verified |", "|---|---|---|"]
+    for name, row in result.items():
+        if isinstance(row, dict):
+            lines.append(f"| {name} | {row['judged']} | {100 * row['verified']:.0f} % |")
+    return "\n".join(lines)
 
 
 def format_table(result: dict) -> str:
