@@ -434,7 +434,7 @@ def _flat_protos(k: int = 8, s: int = 32) -> dict:
 
 
 def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0, tone_gain: float = 1.0, margin: int = 0,
-                texture_cap: float = 0.0):
+                texture_cap: float = 0.0, pattern_shading: float = 0.0, pattern_chroma: float = 1.0):
     """A PrototypeAger on hand-made prototypes with plain settings (no blur, no saturation, no
     group scaling, no hair, no cap on texture) that takes every face for a member of group ``source``."""
     from training.prototype import PrototypeAger
@@ -443,7 +443,8 @@ def _fixed_ager(protos: dict, gains, source: int, coring: float = 0.0, tone_gain
     ones = torch.ones(s, s)
     m = PrototypeAger(protos, AgeNet(8), 32, DECADES, ones, ones, gains=gains, colour_sigma=0.0, detail_limit=1.0,
                       group_scale=(1.0,) * k, detail_coring=coring, tone_gain=tone_gain, shape_scale=(1.0,) * k,
-                      hair_levels=(0.0,) * k, brow_levels=(0.0,) * k, margin=margin, texture_cap=texture_cap)
+                      hair_levels=(0.0,) * k, brow_levels=(0.0,) * k, margin=margin, texture_cap=texture_cap,
+                      pattern_shading=pattern_shading, pattern_chroma=pattern_chroma)
     m.source = lambda image, landmarks: torch.eye(k)[[source] * len(image)]
     return m.eval()
 
@@ -522,6 +523,32 @@ def test_skin_tone_changes_by_the_same_fraction_for_every_skin():
         mid = torch.zeros(1, 3, s, s)  # 0.5 of the range: the prototypes' own skin
         assert fold(dark) / fold(mid) == pytest.approx(0.2 / 0.5, rel=0.05)
         assert fold(light) == pytest.approx(fold(mid), rel=0.05)
+
+
+def test_a_fold_shades_a_flushed_cheek_in_its_own_colour_not_grey():
+    """The groups' average fold is darker and less red than a child's flushed cheek; added as it
+    is, it drew a grey streak across the cheek of a child made 60+. As a shade of the skin's own
+    colour (pattern_shading) it darkens the cheek by the same luminance and keeps its hue; its
+    colour is kept by pattern_chroma."""
+    from training.filters import LUMA
+
+    s, k = 32, 8
+    protos = _flat_protos(k, s)
+    protos["textures"][7, :, 10:20, 4:10] = torch.tensor([-0.7, -0.2, -0.2]).view(3, 1, 1)  # darker, less red
+    pink = torch.tensor([0.8, 0.1, 0.0]).view(1, 3, 1, 1).expand(1, 3, s, s).clone()  # 0.9, 0.55, 0.5
+    luma = torch.tensor(LUMA)
+    with torch.no_grad():
+        def fold(**kw):
+            aged, _ = _run(_fixed_ager(protos, (1, 0, 0), 0, tone_gain=0.0, **kw), pink, torch.eye(k)[[7]], _gate_everywhere(s))
+            return ((aged + 1) / 2)[0, :, 12:18, 5:7].mean((1, 2))
+        skin = (pink[0, :, 0, 0] + 1) / 2
+        added, shaded, plain = fold(), fold(pattern_shading=1.0, pattern_chroma=0.0), fold(pattern_chroma=0.0)
+    hue = lambda c: (c[0] - c[2]) / (c[0] - c[1])  # the direction of its colour
+    sat = lambda c: float((c.max() - c.min()) / c.max())
+    assert float(added @ luma) < float(skin @ luma) - 0.03  # the fold is there, and added as it is it is greyer
+    assert sat(added) < sat(skin) - 0.02
+    assert float(shaded @ luma) == pytest.approx(float(plain @ luma), abs=1e-4)  # shaded: as dark, in the skin's colour
+    assert sat(shaded) == pytest.approx(sat(skin), abs=0.005) and float(hue(shaded)) == pytest.approx(float(hue(skin)), abs=0.01)
 
 
 def test_colours_pushed_out_of_range_keep_their_hue():

@@ -113,7 +113,7 @@ SETTINGS = {"gains": (2.1, 3.7, 1.75), "max_log_ratio": 1.2, "colour_sigma": 1.2
             "hair_levels": (0.0, 0.0, 0.0, 0.1, 0.3, 0.6, 0.85, 1.0),
             "brow_levels": (0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.35), "margin": 48, "broad": 8.0,
             "wrinkle_gain": 1.0, "wrinkle_levels": (0.0, 0.0, 0.0, 0.1, 0.3, 0.55, 0.8, 1.0), "foreshortening": 1.0, "foreshortening_free": 1.3,
-            "brightest": 1.0, "texture_cap": 2.0}
+            "brightest": 1.0, "texture_cap": 2.0, "pattern_chroma": 1.0, "pattern_shading": 0.0}
 FORE_SIGMA = 3.0  # px at 128: the area ratio of the map is constant per triangle, smoothed over their edges
 SOFT_EDGE = 2.0  # px at 128: the colour and detail changes fade over the region masks' edge and more
 FLOW_EDGE = 6.0  # px at 128: the shape change fades over a wider band
@@ -321,7 +321,8 @@ class PrototypeAger(nn.Module):
                  broad: float = SETTINGS["broad"], wrinkle_gain: float = SETTINGS["wrinkle_gain"],
                  wrinkle_levels=SETTINGS["wrinkle_levels"], foreshortening: float = SETTINGS["foreshortening"],
                  foreshortening_free: float = SETTINGS["foreshortening_free"], brightest: float = SETTINGS["brightest"],
-                 texture_cap: float = SETTINGS["texture_cap"]):
+                 texture_cap: float = SETTINGS["texture_cap"], pattern_chroma: float = SETTINGS["pattern_chroma"],
+                 pattern_shading: float = SETTINGS["pattern_shading"]):
         super().__init__()
         size = protos["textures"].shape[-1]
         out = size + 2 * int(margin)  # the crop the model takes: the template's square and a margin
@@ -401,6 +402,7 @@ class PrototypeAger(nn.Module):
         self.foreshortening_free = float(foreshortening_free)
         self.brightest = float(brightest)
         self.texture_cap = float(texture_cap)
+        self.pattern_chroma, self.pattern_shading = float(pattern_chroma), float(pattern_shading)
         self.energy_blur = Blur(ENERGY_SIGMA / 4)  # at a quarter of the resolution
         self.fore_soft = Blur(FORE_SIGMA * size / 128)
         self.strengths = None  # a learned controller of the gains per face (training/strengths.py), if any
@@ -521,7 +523,7 @@ class PrototypeAger(nn.Module):
         gate = self.soft(regions.sum(1, keepdim=True).clamp(0.0, 1.5)) * top
         if self.foreshortening > 0:
             gate = gate * self.foreshortened(mapped, cover)
-        change = limit(gc * pattern) * brightness + self._detail(image, log_ratio, torch.exp(log_target), gd)
+        change = self._pattern(x01, gc * pattern, brightness, limit) + self._detail(image, log_ratio, torch.exp(log_target), gd)
         # real old faces' lines, as a relative contrast (the same on dark and light skin), by how
         # far the target's wrinkle level lies above the face's own
         lined = 1 + gate * (w @ self.wrinkle_levels).clamp_min(0.0).view(n, 1, 1, 1) * gl * lines
@@ -539,6 +541,20 @@ class PrototypeAger(nn.Module):
         aged = self.shape_warp(textured, flow, regions, cover, head, top, gs).clamp(-1, 1)
         keep = 1 - torch.tanh((aged - image).abs().mean(1, keepdim=True) / 0.1)
         return aged, keep
+
+    def _pattern(self, x01, pattern, brightness, limit):
+        """The fine colour pattern's change (folds, lips, shading) on this face: its luminance in
+        proportion to the skin's brightness, as a shade of each pixel's own colour by
+        ``pattern_shading`` (1: a fold darkens a flushed cheek to a darker pink; 0: by the same
+        amount in every channel, a grey); its colour by ``pattern_chroma`` (the groups' average
+        fold is also less red than a child's cheek, and added to one it drew a grey streak)."""
+        py = (pattern * self.luma).sum(1, keepdim=True)
+        lum = py * brightness
+        if self.pattern_shading > 0:
+            y = (x01 * self.luma).sum(1, keepdim=True).clamp_min(0.04)
+            shade = x01 * (lum / y).clamp(-0.6, 0.6)
+            lum = self.pattern_shading * shade + (1 - self.pattern_shading) * lum
+        return lum + limit(pattern - py) * brightness * self.pattern_chroma
 
     def shape_warp(self, textured, flow, regions, cover, head, top, gain: float):
         """The shape change: ``textured`` warped by ``flow`` (template pixels, on this face) x
