@@ -107,6 +107,23 @@ def test_the_detail_view_shows_texture_not_colour():
     assert float(L.detail_view(noisy).abs().mean()) > 0.01  # grain is texture too
 
 
+def test_translated_moves_each_view_by_whole_pixels_and_passes_gradients():
+    """critic_shift: each view moved by its own offset, the content kept (reflected at the border),
+    so a band at a fixed row of the frame is no longer at a fixed row for the critic."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(6, 3, 40, 40)
+    x[:, :, 10:12, :] = 1.0  # a band across every view at rows 10-11
+    x.requires_grad_(True)
+    y = L.translated(x, 0.125, g)
+    rows = [int(y[i, 0].mean(1).argmax()) for i in range(6)]
+    assert len(set(rows)) > 1 and all(5 <= r <= 16 for r in rows)  # moved, by at most 5 px, not the same for all
+    for i in range(6):  # whole pixels: the band stays two rows of 1, nothing blurred
+        assert torch.allclose(y[i, 0].sum(0), torch.full((40,), 2.0), atol=1e-4)
+    y.sum().backward()
+    assert float(x.grad.abs().sum()) > 0
+    assert L.translated(x, 0.0, g) is x
+
+
 def test_guide_view_blurs_noises_and_shifts_yet_passes_gradients():
     x = (torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(1)) * 2 - 1).requires_grad_(True)
     a = L.guide_view(x, torch.Generator().manual_seed(5))
@@ -317,6 +334,10 @@ def test_a_critic_trained_on_other_inputs_starts_anew(tiny_cache, teacher_run, a
     x, t, masks, lm, hair = _inputs(tiny_cache, other.margin)
     face, patches = other._critic_view(x, lm)
     assert torch.allclose(face[:, 0], face[:, 1]) and float(face.abs().max()) <= 1.0  # grey detail, in range
+    other.cfg.critic_shift = 0.125  # moved where a generator of offsets is given, as they are without one
+    moved, _ = other._critic_view(x, lm, torch.Generator().manual_seed(1))
+    assert moved.shape == face.shape and not torch.allclose(moved, face)
+    assert torch.equal(other._critic_view(x, lm)[0], face)
     with pytest.raises(ValueError, match="critic_input"):
         Trainer(gan_cfg(age_run, teacher_run, critic_input="hsv"), FaceCache(tiny_cache), teacher_state(teacher_run))
 

@@ -58,6 +58,9 @@ class Aging2Config(CommonConfig):
     # between two scales over its local brightness, losses.detail_view: texture without colour, so
     # neither make-up nor a skin tone can answer it; a critic trained on the other input starts anew)
     critic_input: str = "rgb"
+    # the critic's views (real and generated alike) moved by a random whole-pixel offset of up to
+    # this share of their size (losses.translated; 0: as they are): no fixed row of the frame pays
+    critic_shift: float = 0.0
     id_faces: int = 4  # faces of the batch the identity loss sees (dlib's network is the dearest part)
     strength_jitter: float = 0.3
     hair_jitter: float = 0.3

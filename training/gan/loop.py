@@ -190,9 +190,9 @@ class Trainer:
         t3 = time.perf_counter()
         extra = {}
         if w["critic"]:
-            extra.update(self._critic_step(r, out, t, lm))
+            extra.update(self._critic_step(r, out, t, lm, gen))
         if w["adv"] > 0:
-            losses["adv"] = self.adversarial(out, t, lm)
+            losses["adv"] = self.adversarial(out, t, lm, gen)
         if w["age"] > 0:
             probs = self.net.fixed.source(L.guide_view(out, gen, grey=cfg.guide_grey), lm)
             losses["age"] = L.age_loss(probs, t)
@@ -211,23 +211,27 @@ class Trainer:
         change = float((t_aged - x).abs().mean())
         return {**{n: float(v.detach()) for n, v in losses.items()}, **extra, "teacher_change": change, **times}
 
-    def adversarial(self, out, t, lm):
+    def adversarial(self, out, t, lm, gen=None):
         """The generator's adversarial loss on ``out`` for targets ``t``: the critic's scores of the
         views in ``cfg.adv_views`` only (the critic itself is not changed by it)."""
-        face, patches = self._critic_view(out, lm)
+        face, patches = self._critic_view(out, lm, gen)
         self.critic.requires_grad_(False)
         d_face, d_patch = self.critic(face, patches, t)
         self.critic.requires_grad_(True)
         return L.adversarial_loss(torch.cat([d_face[:, None], d_patch], 1)[:, self.adv_columns])
 
-    def _critic_view(self, img, lm):
+    def _critic_view(self, img, lm, gen=None):
+        """The whole face at 80 px and the five region patches, as the critic sees them (their
+        detail for ``critic_input=detail``; moved by ``critic_shift`` where ``gen`` is given)."""
         face = F.interpolate(img, size=(80, 80), mode="bilinear", align_corners=False, antialias=True)
         patches = self.net.crops(img, self.net.similarity(lm), size_scale=0.5)
         if self.cfg.critic_input == "detail":
-            return L.detail_view(face), [L.detail_view(p) for p in patches]
+            face, patches = L.detail_view(face), [L.detail_view(p) for p in patches]
+        if gen is not None and self.cfg.critic_shift > 0:
+            face, patches = L.translated(face, self.cfg.critic_shift, gen), [L.translated(p, self.cfg.critic_shift, gen) for p in patches]
         return face, patches
 
-    def _critic_step(self, r, fake, t, lm) -> dict:
+    def _critic_step(self, r, fake, t, lm, gen=None) -> dict:
         """Critic steps: real faces of the batch's target groups, judged with their group."""
         groups = t.argmax(1).numpy()
         for _ in range(self.cfg.n_critic):
@@ -237,8 +241,8 @@ class Trainer:
             inv = np.argsort(order)
             real, rlm = real[inv], rlm[inv]
             t_real = F.one_hot(torch.from_numpy(groups), self.k).float()
-            rf, rp = self._critic_view(real, rlm)
-            ff, fp = self._critic_view(fake.detach(), lm)
+            rf, rp = self._critic_view(real, rlm, gen)
+            ff, fp = self._critic_view(fake.detach(), lm, gen)
             dr, drp = self.critic(rf, rp, t_real)
             df, dfp = self.critic(ff, fp, t)
             loss = L.critic_loss(torch.cat([dr[:, None], drp], 1), torch.cat([df[:, None], dfp], 1))
