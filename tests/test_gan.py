@@ -315,6 +315,27 @@ def test_the_generator_listens_only_to_the_critics_chosen_views(tiny_cache, teac
         Trainer(gan_cfg(age_run, teacher_run, adv_views=("chin",)), FaceCache(tiny_cache), teacher_state(teacher_run))
 
 
+def test_the_generator_listens_to_the_critic_only_for_old_targets_when_told(tiny_cache, teacher_run, age_run):
+    """adv_from_age: made 0-9 by the texture critic, the network wiped every detail off the face;
+    from 40 on, a face made a child gets no adversarial gradient, a face made old does."""
+    from training.gan.loop import Trainer
+    from training.gan.pairs import teacher_state
+    from training.preprocess import FaceCache
+
+    tr = Trainer(gan_cfg(age_run, teacher_run, adv_from_age=40), FaceCache(tiny_cache), teacher_state(teacher_run))
+    x, t, masks, lm, hair = _inputs(tiny_cache, tr.margin)
+    n, k = x.shape[0], t.shape[1]
+    for group, moves in ((0, False), (k - 1, True)):
+        out = x.clone().requires_grad_(True)
+        target = torch.zeros(n, k)
+        target[:, group] = 1.0
+        tr.adversarial(out, target, lm).backward()
+        assert (float(out.grad.abs().sum()) > 0) == moves
+    assert float(L.adversarial_loss(torch.tensor([[1.0], [5.0]]), torch.tensor([1.0, 0.0]))) == -1.0  # the second face not counted
+    with pytest.raises(ValueError, match="adv_from_age"):
+        Trainer(gan_cfg(age_run, teacher_run, adv_from_age=200), FaceCache(tiny_cache), teacher_state(teacher_run))
+
+
 
 def test_a_critic_trained_on_other_inputs_starts_anew(tiny_cache, teacher_run, age_run, gan_run):
     from training.gan.loop import Trainer

@@ -61,6 +61,10 @@ class Aging2Config(CommonConfig):
     # the critic's views (real and generated alike) moved by a random whole-pixel offset of up to
     # this share of their size (losses.translated; 0: as they are): no fixed row of the frame pays
     critic_shift: float = 0.0
+    # the generator listens to the critic only for targets whose group starts at this age or later
+    # (0: all); made 0-9 by a texture critic, the network wiped every detail off the face, the eyes
+    # and brows included: judged 8 years old, verified 82 %
+    adv_from_age: int = 0
     id_faces: int = 4  # faces of the batch the identity loss sees (dlib's network is the dearest part)
     strength_jitter: float = 0.3
     hair_jitter: float = 0.3

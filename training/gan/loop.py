@@ -129,6 +129,10 @@ class Trainer:
         if unknown or not cfg.adv_views:
             raise ValueError(f"adv_views: {unknown or 'none given'} (the critic's views: {', '.join(views)})")
         self.adv_columns = [views.index(v) for v in cfg.adv_views]
+        # the targets whose faces the generator's adversarial loss counts (by the target weights)
+        self.adv_share = torch.tensor([1.0 if g[0] >= cfg.adv_from_age else 0.0 for g in cfg.age_groups])
+        if not float(self.adv_share.sum()):
+            raise ValueError(f"adv_from_age {cfg.adv_from_age}: no age group starts there or later")
         if cfg.critic_input not in ("rgb", "detail"):
             raise ValueError(f"critic_input: {cfg.critic_input!r} (rgb or detail)")
 
@@ -218,7 +222,7 @@ class Trainer:
         self.critic.requires_grad_(False)
         d_face, d_patch = self.critic(face, patches, t)
         self.critic.requires_grad_(True)
-        return L.adversarial_loss(torch.cat([d_face[:, None], d_patch], 1)[:, self.adv_columns])
+        return L.adversarial_loss(torch.cat([d_face[:, None], d_patch], 1)[:, self.adv_columns], t @ self.adv_share)
 
     def _critic_view(self, img, lm, gen=None):
         """The whole face at 80 px and the five region patches, as the critic sees them (their

@@ -62,9 +62,12 @@ def mismatch_loss(d_wrong: torch.Tensor) -> torch.Tensor:
     return F.relu(1 + d_wrong).mean()
 
 
-def adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
-    """The generator's side: raise the critic's score of its faces (for their target group)."""
-    return -d_fake.mean()
+def adversarial_loss(d_fake: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator's side: raise the critic's score of its faces (for their target group);
+    ``d_fake`` (N, views), ``weights`` (N,): how much each face counts (default: all alike)."""
+    if weights is None:
+        return -d_fake.mean()
+    return -(d_fake.mean(1) * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
 def guide_view(x: torch.Tensor, gen: torch.Generator, max_sigma: float = 1.2, noise: float = 0.03, levels: int = 32,
