@@ -24,7 +24,7 @@ import logging
 import numpy as np
 
 from core.regions import face_mask
-from .filters import gauss
+from .filters import LUMA, gauss
 from .prototype import Mesh
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ def transplant(source: np.ndarray, source_points: np.ndarray, donor: np.ndarray,
 # detail (px at 128, between two Gaussian scales; None: the interior's mean) as a relative contrast,
 # or the shape (the source's own face warped to the donor's proportions)
 BANDS = {"fine (< 2 px)": (0.0, 2.0), "mid (2-6 px)": (2.0, 6.0), "fine and mid (< 6 px)": (0.0, 6.0), "broad (> 6 px)": (6.0, None)}
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def band_transplant(source: np.ndarray, source_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray,
@@ -78,7 +77,8 @@ def band_transplant(source: np.ndarray, source_points: np.ndarray, donor: np.nda
         coarse = gauss(y, hi) if hi else np.full_like(y, (y * m).sum() / m.sum())
         return fine / coarse
 
-    ratio = contrast(warped @ LUMA + 1) / contrast(src @ LUMA + 1)
+    luma = np.asarray(LUMA, np.float32)
+    ratio = contrast(warped @ luma + 1) / contrast(src @ luma + 1)
     return np.clip(src * (1 + m * (ratio - 1))[..., None], 0, 255).round().astype(np.uint8)
 
 
@@ -116,12 +116,10 @@ def _aged(aging, cache, sources: np.ndarray, age: int) -> list:
     return out
 
 
-def run(cache, judge, split: str = "val", faces: int = 80, seed: int = 0, aging=None) -> dict:
-    """Judged mean ages (see the module docstring) for up to ``faces`` sources of ``split`` aged
-    20-49, per donor group: {"sources": n, "source": age, target: {"donors", "donor_interior_on_source",
-    "source_interior_on_donor"[, "model"]} or None where the split has no donor of that age}.
-    ``aging``: an aging model (core.models.AgingModel) whose outputs for the same sources at each
-    target are judged too ("model")."""
+def _draw(cache, split: str, faces: int, seed: int):
+    """The random sources (up to ``faces`` of ``split`` aged SOURCES, sorted) and each donor
+    group's donors (one per source, None where the split has none), drawn in DONORS' order from one
+    generator: ``run`` and ``parts`` see the same faces."""
     r = np.random.default_rng(seed)
     idx = cache.indices(split)
     ages = cache.ages[idx]
@@ -129,14 +127,27 @@ def run(cache, judge, split: str = "val", faces: int = 80, seed: int = 0, aging=
     if len(sources) == 0:
         raise ValueError(f"the {split} split has no face aged {SOURCES[0]}-{SOURCES[1]}")
     sources = np.sort(r.choice(sources, min(faces, len(sources)), replace=False))
+    donors = {}
+    for target, (lo, hi) in DONORS.items():
+        pool = idx[(ages >= lo) & (ages <= hi)]
+        donors[target] = r.choice(pool, len(sources)) if len(pool) else None
+    return sources, donors
+
+
+def run(cache, judge, split: str = "val", faces: int = 80, seed: int = 0, aging=None) -> dict:
+    """Judged mean ages (see the module docstring) for up to ``faces`` sources of ``split`` aged
+    20-49, per donor group: {"sources": n, "source": age, target: {"donors", "donor_interior_on_source",
+    "source_interior_on_donor"[, "model"]} or None where the split has no donor of that age}.
+    ``aging``: an aging model (core.models.AgingModel) whose outputs for the same sources at each
+    target are judged too ("model")."""
+    sources, donors = _draw(cache, split, faces, seed)
     out = {"split": split, "sources": int(len(sources)), "source": _judged(judge, [cache.images[i] for i in sources])}
     for target, (lo, hi) in DONORS.items():
-        donors = idx[(ages >= lo) & (ages <= hi)]
-        if len(donors) == 0:
+        picked = donors[target]
+        if picked is None:
             log.info("no %s donor in the %s split", target, split)
             out[target] = None
             continue
-        picked = r.choice(donors, len(sources))
         onto_source, onto_donor = [], []
         for s, d in zip(sources, picked):
             x, xp = np.asarray(cache.images[s]), cache.landmarks[s]
@@ -157,16 +168,10 @@ def parts(cache, judge, identity, split: str = "val", faces: int = 80, seed: int
     (BANDS, the shape) and all of it (``transplant``), judged and verified (``identity``: a
     descriptor model, distance < 0.6 to the source's at its landmarks). {"sources": n, "source":
     age, part: {"judged", "verified"}}; "model" for ``aging``'s outputs at 70+."""
-    r = np.random.default_rng(seed)
-    idx = cache.indices(split)
-    ages = cache.ages[idx]
-    sources = idx[(ages >= SOURCES[0]) & (ages <= SOURCES[1])]
-    lo, hi = DONORS["70+"]
-    donors_all = idx[(ages >= lo) & (ages <= hi)]
-    if len(sources) == 0 or len(donors_all) == 0:
-        raise ValueError(f"the {split} split needs faces aged {SOURCES[0]}-{SOURCES[1]} and {lo}+")
-    sources = np.sort(r.choice(sources, min(faces, len(sources)), replace=False))
-    donors = r.choice(donors_all, len(sources))
+    sources, drawn = _draw(cache, split, faces, seed)
+    donors = drawn["70+"]
+    if donors is None:
+        raise ValueError(f"the {split} split has no face aged {DONORS['70+'][0]}+")
     images = [np.asarray(cache.images[i]) for i in sources]
     points = [cache.landmarks[i] for i in sources]
     made = {name: [] for name in (*BANDS, "shape", "whole interior")}
@@ -177,7 +182,7 @@ def parts(cache, judge, identity, split: str = "val", faces: int = 80, seed: int
         made["shape"].append(shape_transplant(x, xp, yp))
         made["whole interior"].append(transplant(x, xp, y, yp))
     if aging is not None:
-        made["model"] = _aged(aging, cache, sources, lo)
+        made["model"] = _aged(aging, cache, sources, DONORS["70+"][0])
     base = identity.descriptors(np.stack(images), np.stack(points))
     out = {"split": split, "sources": int(len(sources)), "source": _judged(judge, images)}
     for name, imgs in made.items():

@@ -16,10 +16,11 @@ found per face (all in the aligned crop, in units of the distance between the ey
   lips: what is clearly darker than the face's skin there and has strands all around it
   (STUBBLE_PATCH). A shadow under the lip, at the mouth's corners or along a turned jaw is smooth:
   it stays (seen: without the strands, such shadows on women's chins greyed into light
-  crescents); a fold's shadow is textured along its edges only: it stays too; and what has no twin on the other side
-  of the face (mirrored across the nose's ridge, each side scaled to the other's width) is not a
-  beard: a fold turned away from the light beside a speaking mouth lies on one side.
-  (seen: light crescents beside the mouth of a turned face, docs/album_speaking.jpg)
+  crescents); a fold's shadow is textured along its edges only: it stays too; and what has no
+  twin on the other side of the face (mirrored across the nose's ridge, each side scaled to the
+  other's width) is not a beard: a fold turned away from the light beside a speaking mouth lies
+  on one side (seen: light crescents beside the mouth of a turned face, docs/album_speaking.jpg).
+  Below the chin, only what continues a beard on the chin (BEARD_BELOW).
 
 - and has strands: fine luminance texture that a wall or the sky lacks; and is darker than the
   skin (lit skin at the temples is not hair; fair hair, near the skin's brightness, greys less).
@@ -241,9 +242,9 @@ class HairGreying(nn.Module):
         return odd.view(-1, 1, self.size, self.size)
 
     def beard(self, image01, landmarks):
-        """Beard and moustache (N, 1, S, S) in [0, 1]: below the nose, inside the jaw's outline,
-        off the lips, clearly darker than the cheeks' skin,
-        with strands all over a patch, and on both sides of the face."""
+        """Beard and moustache (N, 1, S, S) in [0, 1]: below the nose, inside the jaw's outline (and
+        below the chin where a beard on it continues), off the lips, clearly darker than the
+        cheeks' skin, with strands all over a patch, and on both sides of the face."""
         full = image01
         image01 = F.avg_pool2d(image01, 2)
         centre, right, down, d, u, v = self._coords(landmarks)
@@ -278,7 +279,7 @@ class HairGreying(nn.Module):
         strands = torch.sigmoid((-F.max_pool2d(-texture, k, 1, STUBBLE_PATCH) - 0.02) / 0.006)
         beard = zone * darker * strands
         # a beard hangs past the chin (its lower edge stayed dark): below the chin (landmarks 6-10)
-        # by BEARD_BELOW, what continues a beard found above it, well inside the chin (the shadow
+        # by BEARD_BELOW, what continues a beard found above it, 2 px inside the chin (the shadow
         # under a clean-shaven chin, over a striped collar, is dark, textured and on both sides
         # too, and reaches a little inside the outline's soft edge)
         reach = lambda m, n: F.max_pool2d(F.pad(m, (0, 0, n, 0)), (n + 1, 1), 1)  # each pixel: the most of n above it
