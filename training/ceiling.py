@@ -14,7 +14,9 @@ face-interior change would reach, with nothing of the source's head changed.
 
 Measured on UTKFace's validation split (80 faces of 20-49, one random donor each; the committed
 judge): a real 70+ interior on the source head is judged ~52 years (the donors themselves ~72),
-a real 3-9 interior ~19 (the children ~8); see MODEL_CARD.md. Deterministic for a seed.
+a real 3-9 interior ~19 (the children ~8), and every group between falls as short (a real 40-49
+interior ~36 against its donors' 41, 60-69 ~44 against 57); see MODEL_CARD.md. Deterministic for a
+seed.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ log = logging.getLogger(__name__)
 
 FEATHER = 2.0  # px at 128: the pasted interior's soft edge
 SOURCES = (20, 49)  # source ages: adults a model would age or rejuvenate
-DONORS = {"70+": (70, 200), "0-9": (3, 9)}  # donors per target; below 3 a chip frames a baby's head otherwise
+# donors per target; below 3 a chip frames a baby's head otherwise. Drawn in this order from one
+# generator (``_draw``): the groups added later come after the first two, whose donors stay the same
+DONORS = {"70+": (70, 200), "0-9": (3, 9), "10-19": (10, 19), "40-49": (40, 49), "50-59": (50, 59), "60-69": (60, 69)}
 
 
 def _inside(points: np.ndarray, size: int) -> np.ndarray:
@@ -205,7 +209,7 @@ def format_table(result: dict) -> str:
     lines = [f"{result['sources']} {result['split']} faces aged {SOURCES[0]}-{SOURCES[1]}: judged {result['source']}",
              "| donors | donors judged | donor interior on source head | source interior on donor head | the aging model |",
              "|---|---|---|---|---|"]
-    for target in DONORS:
+    for target in sorted(DONORS, key=lambda t: DONORS[t][0]):
         row = result.get(target)
         if row is None:
             lines.append(f"| {target} | (none in the split) | | | |")
