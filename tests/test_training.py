@@ -576,6 +576,33 @@ def test_colours_pushed_out_of_range_keep_their_hue():
     assert float(spot[0] - spot[1]) == pytest.approx(0.45, abs=0.02) and float(spot[1] - spot[2]) == pytest.approx(0.1, abs=0.02)
 
 
+
+def test_a_shade_on_a_clipped_highlight_takes_the_skins_colour():
+    """A flushed, flash-lit cheek whose red and green are both clipped at 1 reads as a pale yellow;
+    a fold's shading darkened it into a grey-green patch on a pink face (a ruddy 17-year-old made
+    50+). Darkened, a clipped pixel takes the colour of the face's unclipped skin at its new
+    lightness; the rest of the change, and clipped pixels that are not darkened, are left alone."""
+    from training.filters import LUMA, shade_clipped
+
+    luma = torch.tensor(LUMA).view(1, 3, 1, 1)
+    pink = torch.tensor([0.9, 0.6, 0.5]).view(1, 3, 1, 1)
+    x = pink.expand(1, 3, 16, 16).clone()
+    x[..., 2:8, 2:8] = torch.tensor([0.99, 0.97, 0.9]).view(1, 3, 1, 1)  # clipped: darkened below
+    x[..., 10:14, 10:14] = torch.tensor([0.99, 0.97, 0.9]).view(1, 3, 1, 1)  # clipped: left as it is
+    y = x * 0.95
+    y[..., 2:8, 2:8] = x[..., 2:8, 2:8] - 0.15  # the shade added alike to every channel: grey-yellow
+    y[..., 10:14, 10:14] = x[..., 10:14, 10:14]
+    out = shade_clipped(x, y, torch.ones(1, 1, 16, 16))
+    patch = out[..., 4:6, 4:6].mean((2, 3), keepdim=True)
+    warmth = lambda c: float(((c[:, 0] - c[:, 1]) / (c * luma).sum(1)).mean())  # red over green, for its lightness
+    hue = lambda c: float(((c[:, 0] - c[:, 1]) / (c[:, 1] - c[:, 2])).mean())
+    # grey-yellow as the change had it; pink after, as saturated as a pink that light can be
+    assert warmth(y[..., 4:6, 4:6]) < 0.05 and warmth(patch) > 0.25 and hue(patch) == pytest.approx(hue(pink), rel=0.02)
+    assert float(patch.max()) == pytest.approx(1.0, abs=0.005)
+    assert float((patch * luma).sum()) == pytest.approx(float((y[..., 4:6, 4:6] * luma).sum(1).mean()), abs=0.005)
+    assert torch.allclose(out[..., 10:14, 10:14], y[..., 10:14, 10:14])  # clipped, not darkened: kept
+    assert torch.allclose(out[..., 8:10, :], y[..., 8:10, :], atol=2e-3)  # unclipped skin: the change as it was
+
 def test_the_far_side_of_a_turned_face_takes_less_of_the_change():
     """A face turned away has its far side squeezed: the template's whole cheek lands in a narrow
     strip, where its folds and lines would read as bands. The change fades there by how much the

@@ -50,3 +50,28 @@ def within_range(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     room = torch.where(d > tiny, (1 - x) / d.clamp_min(tiny), torch.where(d < -tiny, x / (-d).clamp_min(tiny), torch.ones_like(d)))
     share = room.amin(1, keepdim=True).clamp(0.0, 1.0)
     return (x + share * d).clamp(0.0, 1.0)
+
+
+
+CLIPPED = (0.95, 0.01)  # a pixel whose brightest channel passes 0.95 (soft over 0.01) is clipped
+
+
+def shade_clipped(x: torch.Tensor, y: torch.Tensor, skin: torch.Tensor) -> torch.Tensor:
+    """``y`` (N, 3, H, W) in [0, 1], a change of ``x``, where it darkens a clipped pixel of ``x``
+    (an over-exposed highlight, its brightest channel near 1), coloured as the face's own skin at
+    the new lightness (as saturated as [0, 1] allows): the skin's colour is the mean of ``x`` over
+    ``skin`` (N, 1, H, W) where it is not clipped. A highlight has lost its hue to the clipping (a flushed or flash-lit skin's red
+    and green both at 1 read as a pale yellow), and a fold's shading darkened it into a grey-green
+    patch; a shadow on a skin takes the skin's colour."""
+    luma = x.new_tensor(LUMA).view(1, 3, 1, 1)
+    clipped = torch.sigmoid((x.amax(1, keepdim=True) - CLIPPED[0]) / CLIPPED[1])
+    weight = skin * (1 - clipped)
+    ref = (x * weight).sum((2, 3), keepdim=True) / (weight.sum((2, 3), keepdim=True) + 1e-3)
+    ref_y = (ref * luma).sum(1, keepdim=True).clamp_min(0.05)
+    yx, yy = (x * luma).sum(1, keepdim=True), (y * luma).sum(1, keepdim=True)
+    darker = ((yx - yy) / 0.02).clamp(0.0, 1.0)  # in full from 0.02 darker
+    colour = ref * (yy / ref_y) - yy  # the skin's colour at the new lightness, as far as [0, 1] holds it
+    fit = ((1 - yy) / colour.amax(1, keepdim=True).clamp_min(1e-4)).clamp(0.0, 1.0)
+    fit = torch.minimum(fit, (yy / (-colour).amax(1, keepdim=True).clamp_min(1e-4)).clamp(0.0, 1.0))
+    shaded = yy + fit * colour
+    return within_range(y, y + clipped * darker * (shaded - y))
