@@ -135,6 +135,15 @@ def paste_back_region(
     delta *= np.asarray(mask, dtype=np.float32)[..., None]
     back = invert(m)
     back[:, 2] -= (fx0, fy0)  # aligned -> face-rectangle pixels (the same warp whatever ``rect`` is)
+    s = _scale(m)  # aligned pixels per photo pixel
+    if s > 2:
+        # a small face (a group photo's): the change area-downscaled first to twice the photo's
+        # scale, as ``warp_face`` does the other way; sampled by the bilinear warp alone, the
+        # crop's fine lines fell on every third or fourth pixel and read as streaks and dots
+        f = 2 / s
+        delta = cv2.resize(delta, (max(1, round(size * f)), max(1, round(size * f))), interpolation=cv2.INTER_AREA)
+        kx, ky = size / delta.shape[1], size / delta.shape[0]  # a small pixel's centre in the crop: k x + (k - 1) / 2
+        back = back @ np.array([[kx, 0, (kx - 1) / 2], [0, ky, (ky - 1) / 2], [0, 0, 1.0]])
     change = cv2.warpAffine(delta, back, (fx1 - fx0, fy1 - fy0), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     # the part of the face's rectangle inside ``rect``

@@ -73,3 +73,25 @@ def test_a_face_outside_the_photo_changes_nothing(setup):
     far[:, 2] += 5000  # the aligned square maps to photo pixels far left of / above the photo
     region, (x0, y0, x1, y1) = align.paste_back_region(big, far, crop, result, mask, rect=(0, 0, 100, 100))
     assert np.array_equal(region, big[:100, :100])
+
+
+def test_a_small_face_takes_the_change_without_aliasing():
+    """A group photo's face, four times smaller than the crop: the model's fine lines (1-px stripes
+    here, +-40) averaged into the photo's pixels, not sampled as streaks or a shift of the whole
+    face; a broad change (+30) kept, and nothing outside the mask's footprint."""
+    photo = np.full((512, 512, 3), 128, np.uint8)
+    size, scale = 224, 4.0
+    for phase in (0.0, 0.25, 0.5):
+        m = np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]])
+        m[:, 2] = size / 2 - scale * np.array([256.0, 256.0 + phase])  # the crop's centre near photo pixel (256, 256)
+        crop = align.warp_face(photo, m, size)
+        mask = np.zeros((size, size), np.float32)
+        mask[40:184, 40:184] = 1
+        stripes = np.where(np.arange(size) % 2 == 0, 40, -40)[:, None, None]
+        for change, expect in ((stripes, 0.0), (30, 30.0)):
+            result = (crop.astype(int) + change).astype(np.uint8)
+            region, (x0, y0, x1, y1) = align.paste_back_region(photo, m, crop, result, mask)
+            moved = region.astype(np.float32) - photo[y0:y1, x0:x1]
+            inner = moved[256 - 14 - y0:256 + 14 - y0, 256 - 14 - x0:256 + 14 - x0]  # well inside the mask (+-18 px)
+            assert abs(float(inner.mean()) - expect) < 1.5 and float(np.abs(inner - expect).max()) <= 3
+            assert np.abs(moved[:256 - 21 - y0]).max() == 0 and np.abs(moved[256 + 21 - y0:]).max() == 0
