@@ -337,6 +337,23 @@ def test_the_generator_listens_to_the_critic_only_for_old_targets_when_told(tiny
 
 
 
+def test_the_identity_loss_can_leave_the_teachers_own_change_alone(tiny_cache, teacher_run, age_run):
+    """id_over_teacher: against the input alone, the identity loss pulled a network's old faces
+    back towards the input and undid the aging; counted past the teacher's own distance for the
+    face, the teacher's change costs nothing and only what the network loses beyond it is pulled."""
+    from training.gan.loop import Trainer
+    from training.gan.pairs import teacher_state
+    from training.preprocess import FaceCache
+
+    tr = Trainer(gan_cfg(age_run, teacher_run, id_faces=2, id_margin=0.0), FaceCache(tiny_cache), teacher_state(teacher_run))
+    x, t, masks, lm, hair = _inputs(tiny_cache, tr.margin)
+    older = (x * 0.6 - 0.2).clamp(-1, 1)  # a teacher's face that moved far from the input (darker, flatter)
+    assert float(tr._identity(x, older, lm)) > 0.05  # against the input: pulled back
+    assert float(tr._identity(x, older, lm, teacher=older)) == 0  # the teacher's own change: left alone
+    further = (x * 0.3 - 0.5).clamp(-1, 1)
+    beyond = float(tr._identity(x, further, lm, teacher=older))
+    assert 0 < beyond < float(tr._identity(x, further, lm))  # past the teacher: only the excess
+
 def test_a_critic_trained_on_other_inputs_starts_anew(tiny_cache, teacher_run, age_run, gan_run):
     from training.gan.loop import Trainer
     from training.gan.pairs import teacher_state

@@ -202,7 +202,7 @@ class Trainer:
             losses["age"] = L.age_loss(probs, t)
             extra["age_acc"] = float((probs.argmax(1) == t.argmax(1)).float().mean())
         if w["id"] > 0:
-            losses["id"] = self._identity(x, out, lm)
+            losses["id"] = self._identity(x, out, lm, t_aged if cfg.id_over_teacher else None)
         t4 = time.perf_counter()
         total = sum(w[n] * v for n, v in losses.items())
         self.opt_g.zero_grad(set_to_none=True)
@@ -264,7 +264,9 @@ class Trainer:
         # for t; and (d_group_right) above the same face judged as another group
         return {"d_loss": float(loss.detach()), "d_real_above_fake": float((dr > df).float().mean()), **stats}
 
-    def _identity(self, x, out, lm):
+    def _identity(self, x, out, lm, teacher=None):
+        """The identity loss on the batch's first id_faces faces; with ``teacher`` (its outputs),
+        only the distance past the teacher's own for that face (and past id_margin) counts."""
         from ..face_descriptor import FaceDescriptor, face_chips
 
         if self.descriptor is None:
@@ -272,10 +274,14 @@ class Trainer:
         n = min(self.cfg.id_faces, x.shape[0])
         to255 = lambda im: (im[:n] + 1) * 127.5
         lmn = lm[:n].round()
+        margin = self.cfg.id_margin
         with torch.no_grad():
             d_in = self.descriptor(face_chips(to255(x), lmn, quantize=False))
+            if teacher is not None:
+                d_teacher = self.descriptor(face_chips(to255(teacher), lmn, quantize=False))
+                margin = (d_teacher - d_in).norm(dim=1).clamp_min(margin)
         d_out = self.descriptor(face_chips(to255(out), lmn, quantize=False))
-        return L.identity_loss(d_out, d_in, self.cfg.id_margin)
+        return L.identity_loss(d_out, d_in, margin)
 
     # --- validation and pictures
     @torch.no_grad()

@@ -128,11 +128,12 @@ def age_loss(group_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(target * group_probs.clamp_min(1e-6).log()).sum(1).mean()
 
 
-def identity_loss(desc_out: torch.Tensor, desc_in: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+def identity_loss(desc_out: torch.Tensor, desc_in: torch.Tensor, margin=0.0) -> torch.Tensor:
     """Mean Euclidean distance between the face descriptors (dlib's metric; < 0.6 = same person)
     of the output and of the input (the input's held fixed), counted above ``margin`` only: at 0
     every face is pulled back towards its input, which undoes aging (seen: a network made 70+
-    judged 46 -> 38 years in 1,000 steps); with a margin only a face near losing its person is."""
+    judged 46 -> 38 years in 1,000 steps); with a margin only a face near losing its person is.
+    ``margin``: a number, or one per face (N,) (e.g. the teacher's own distance for that face)."""
     return torch.relu((desc_out - desc_in.detach()).norm(dim=1) - margin).mean()
 
 
