@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", required=True, help="preprocessed cache (its test split)")
     p.add_argument("--photos", nargs="*", default=[], help="real photos to age in place (NAME=PATH: album_NAME.jpg)")
     p.add_argument("--out", required=True, help="output folder, e.g. docs/")
+    p.add_argument("--compare", metavar="NAME=FOLDER", help="instead: --models and this models folder side by side "
+                   "(compare_test.jpg, compare_<photo>.jpg), e.g. network=runs/aging2/onnx")
     p = sub.add_parser("export", help="export a run to ONNX")
     p.add_argument("run", help="run folder (age, judge or aging)")
     p.add_argument("--out", required=True, help="models folder, e.g. resources/models")
@@ -192,9 +194,15 @@ def main(argv: list[str] | None = None) -> int:
             print(train_strengths(Path(args.teacher), Path(args.cache), Path(args.out), resolve(StrengthConfig, None, args.set)))
             return 0
         if args.cmd == "showcase":
-            from .showcase import write_showcase
+            from .showcase import write_compare, write_showcase
 
-            for path in write_showcase(Path(args.models), Path(args.cache), list(args.photos), Path(args.out)):
+            if args.compare:
+                name, sep, folder = args.compare.partition("=")
+                models = {"shipped": Path(args.models), (name if sep else "other"): Path(folder if sep else name)}
+                paths = write_compare(models, Path(args.cache), list(args.photos), Path(args.out))
+            else:
+                paths = write_showcase(Path(args.models), Path(args.cache), list(args.photos), Path(args.out))
+            for path in paths:
                 print(path)
             return 0
         if args.cmd == "export":
