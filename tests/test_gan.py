@@ -354,6 +354,33 @@ def test_the_identity_loss_can_leave_the_teachers_own_change_alone(tiny_cache, t
     beyond = float(tr._identity(x, further, lm, teacher=older))
     assert 0 < beyond < float(tr._identity(x, further, lm))  # past the teacher: only the excess
 
+def test_the_critic_can_see_the_patches_at_full_resolution(tiny_cache, teacher_run, age_run):
+    """critic_patch_scale: at half resolution (sampled) a fine stripe pattern of the network's
+    (3 px period) reaches the critic aliased into a coarser one; at 1.0 it sees it as drawn."""
+    from training.gan.loop import Trainer
+    from training.gan.pairs import teacher_state
+    from training.preprocess import FaceCache
+
+    x, lm = None, None
+    period = {}
+    for scale in (0.5, 1.0):
+        tr = Trainer(gan_cfg(age_run, teacher_run, critic_patch_scale=scale), FaceCache(tiny_cache), teacher_state(teacher_run))
+        if x is None:
+            x, t, masks, lm, hair = _inputs(tiny_cache, tr.margin)
+            s = x.shape[-1]
+            stripes = torch.where(torch.arange(s) % 3 == 0, 0.4, -0.2).view(1, 1, 1, s)  # vertical, 3 px period
+            x = (x * 0.1 + stripes).clamp(-1, 1)
+        full = tr.net.crops(x, tr.net.similarity(lm))
+        _, patches = tr._critic_view(x, lm)
+        assert [p.shape[-1] for p in patches] == [max(4, round(f.shape[-1] * scale)) for f in full]
+        row = patches[1][0, 0].mean(0) - patches[1][0, 0].mean()  # the eyes' patch, across its columns
+        spectrum = torch.fft.rfft(row).abs()
+        period[scale] = row.shape[0] / max(1, int(spectrum[1:].argmax()) + 1) / scale  # in full-resolution pixels
+    assert period[1.0] == pytest.approx(3.0, rel=0.1)
+    assert abs(period[0.5] - 3.0) > 1.0  # aliased
+    with pytest.raises(ValueError, match="critic_patch_scale"):
+        Trainer(gan_cfg(age_run, teacher_run, critic_patch_scale=1.5), FaceCache(tiny_cache), teacher_state(teacher_run))
+
 def test_a_critic_trained_on_other_inputs_starts_anew(tiny_cache, teacher_run, age_run, gan_run):
     from training.gan.loop import Trainer
     from training.gan.pairs import teacher_state

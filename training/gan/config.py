@@ -65,6 +65,12 @@ class Aging2Config(CommonConfig):
     # the critic's views (real and generated alike) moved by a random whole-pixel offset of up to
     # this share of their size (losses.translated; 0: as they are): no fixed row of the frame pays
     critic_shift: float = 0.0
+    # the scale of the region patches the critic sees (of the local generators' full-resolution
+    # crops). At 0.5 (sampled, not filtered) the network's fine stripes (a 3 px period, above the
+    # half-resolution limit) reached the critic aliased into coarse line-like patterns: the detail
+    # critic's fork drew dense parallel hatching over the lower cheeks and mouth at 60+
+    # (`showcase --compare`), which the critic read as lines. 1.0: the patches as the network drew them
+    critic_patch_scale: float = 0.5
     # the generator listens to the critic only for targets whose group starts at this age or later
     # (0: all); made 0-9 by a texture critic, the network wiped every detail off the face, the eyes
     # and brows included: judged 8 years old, verified 82 %

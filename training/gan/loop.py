@@ -133,6 +133,8 @@ class Trainer:
         self.adv_share = torch.tensor([1.0 if g[0] >= cfg.adv_from_age else 0.0 for g in cfg.age_groups])
         if not float(self.adv_share.sum()):
             raise ValueError(f"adv_from_age {cfg.adv_from_age}: no age group starts there or later")
+        if not 0 < cfg.critic_patch_scale <= 1:
+            raise ValueError(f"critic_patch_scale {cfg.critic_patch_scale}: a share of the full resolution, in (0, 1]")
         if cfg.critic_input not in ("rgb", "detail"):
             raise ValueError(f"critic_input: {cfg.critic_input!r} (rgb or detail)")
 
@@ -228,7 +230,7 @@ class Trainer:
         """The whole face at 80 px and the five region patches, as the critic sees them (their
         detail for ``critic_input=detail``; moved by ``critic_shift`` where ``gen`` is given)."""
         face = F.interpolate(img, size=(80, 80), mode="bilinear", align_corners=False, antialias=True)
-        patches = self.net.crops(img, self.net.similarity(lm), size_scale=0.5)
+        patches = self.net.crops(img, self.net.similarity(lm), size_scale=self.cfg.critic_patch_scale)
         if self.cfg.critic_input == "detail":
             face, patches = L.detail_view(face), [L.detail_view(p) for p in patches]
         if gen is not None and self.cfg.critic_shift > 0:
