@@ -1,6 +1,7 @@
 """Gaussian blur as a module that exports to ONNX (two separable convolutions, reflected borders),
 the same blur on numpy images (OpenCV), the luma weights the training package reads
-lightness with, and the fit of changed colours back into the displayable range."""
+lightness with, the fit of changed colours back into the displayable range, and the shade of an
+over-exposed highlight in the skin's colour."""
 
 from __future__ import annotations
 
@@ -52,7 +53,6 @@ def within_range(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x + share * d).clamp(0.0, 1.0)
 
 
-
 CLIPPED = (0.95, 0.01)  # a pixel whose brightest channel passes 0.95 (soft over 0.01) is clipped
 
 
@@ -60,8 +60,9 @@ def shade_clipped(x: torch.Tensor, y: torch.Tensor, skin: torch.Tensor) -> torch
     """``y`` (N, 3, H, W) in [0, 1], a change of ``x``, where it darkens a clipped pixel of ``x``
     (an over-exposed highlight, its brightest channel near 1), coloured as the face's own skin at
     the new lightness (as saturated as [0, 1] allows): the skin's colour is the mean of ``x`` over
-    ``skin`` (N, 1, H, W) where it is not clipped. A highlight has lost its hue to the clipping (a flushed or flash-lit skin's red
-    and green both at 1 read as a pale yellow), and a fold's shading darkened it into a grey-green
+    ``skin`` (N, 1, H, W) where it is not clipped (softly: on a face clipped all over, its own
+    colour). A highlight has lost its hue to the clipping (a flushed or flash-lit skin's red and
+    green both at 1 read as a pale yellow), and a fold's shading darkened it into a grey-green
     patch; a shadow on a skin takes the skin's colour."""
     luma = x.new_tensor(LUMA).view(1, 3, 1, 1)
     clipped = torch.sigmoid((x.amax(1, keepdim=True) - CLIPPED[0]) / CLIPPED[1])
