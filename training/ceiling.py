@@ -15,7 +15,7 @@ face-interior change would reach, with nothing of the source's head changed.
 Measured on UTKFace's validation split (80 faces of 20-49, one random donor each; the committed
 judge): a real 70+ interior on the source head is judged ~52 years (the donors themselves ~72),
 a real 3-9 interior ~19 (the children ~8), and every group between falls as short (a real 40-49
-interior ~36 against its donors' 41, 60-69 ~44 against 57); see MODEL_CARD.md. Deterministic for a
+interior ~36 against its donors' 41, 60-69 ~45 against 60); see MODEL_CARD.md. Deterministic for a
 seed.
 """
 
@@ -42,16 +42,23 @@ def _inside(points: np.ndarray, size: int) -> np.ndarray:
     return np.clip(points, 0, size - 1)
 
 
+def _onto_source(source: np.ndarray, source_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray):
+    """(source, donor warped onto the source's landmarks, the source's feathered interior mask
+    (S, S)), float32: what every transplant starts from."""
+    size = source.shape[0]
+    sp, dp = _inside(source_points, size), _inside(donor_points, size)
+    warped = Mesh(sp, size).to_mean(np.ascontiguousarray(donor), dp).astype(np.float32)
+    m = np.clip(gauss(face_mask(sp, (size, size)).astype(np.float32), FEATHER * size / 128), 0, 1)
+    return source.astype(np.float32), warped, m
+
+
 def transplant(source: np.ndarray, source_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray,
                match_colour: bool = True) -> np.ndarray:
     """``donor``'s face interior warped onto ``source``'s landmarks and pasted into ``source``: uint8
     (S, S, 3) crops (the same aligned frame) and their 68 points. ``match_colour``: scaled per channel
     to the source's mean colour inside the pasted area."""
-    size = source.shape[0]
-    sp, dp = _inside(source_points, size), _inside(donor_points, size)
-    warped = Mesh(sp, size).to_mean(np.ascontiguousarray(donor), dp).astype(np.float32)
-    src = source.astype(np.float32)
-    m = np.clip(gauss(face_mask(sp, (size, size)).astype(np.float32), FEATHER * size / 128), 0, 1)[..., None]
+    src, warped, m = _onto_source(source, source_points, donor, donor_points)
+    m = m[..., None]
     if match_colour:
         warped = warped * ((src * m).sum((0, 1)) / np.maximum((warped * m).sum((0, 1)), 1e-3))
     return np.clip(src * (1 - m) + warped * m, 0, 255).round().astype(np.uint8)
@@ -70,10 +77,7 @@ def band_transplant(source: np.ndarray, source_points: np.ndarray, donor: np.nda
     as a ratio of the finer to the coarser scale (the same on a dark and a light skin, the
     source's colour and everything outside the band kept)."""
     size = source.shape[0]
-    sp, dp = _inside(source_points, size), _inside(donor_points, size)
-    warped = Mesh(sp, size).to_mean(np.ascontiguousarray(donor), dp).astype(np.float32)
-    src = source.astype(np.float32)
-    m = np.clip(gauss(face_mask(sp, (size, size)).astype(np.float32), FEATHER * size / 128), 0, 1)
+    src, warped, m = _onto_source(source, source_points, donor, donor_points)
     lo, hi = (None if v is None else v * size / 128 for v in band)
 
     def contrast(y):

@@ -128,7 +128,7 @@ def age_loss(group_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(target * group_probs.clamp_min(1e-6).log()).sum(1).mean()
 
 
-def identity_loss(desc_out: torch.Tensor, desc_in: torch.Tensor, margin=0.0) -> torch.Tensor:
+def identity_loss(desc_out: torch.Tensor, desc_in: torch.Tensor, margin: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Mean Euclidean distance between the face descriptors (dlib's metric; < 0.6 = same person)
     of the output and of the input (the input's held fixed), counted above ``margin`` only: at 0
     every face is pulled back towards its input, which undoes aging (seen: a network made 70+
