@@ -244,5 +244,18 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
+def leave(code: int) -> None:
+    """Exit. A torchrun worker (WORLD_SIZE > 1) leaves by ``os._exit`` once its output is flushed:
+    its work is done (checkpoint written and fsynced, process group destroyed), and torch's C++
+    teardown at interpreter exit aborted one worker in about fifteen here ("terminate called
+    without an active exception", SIGABRT after the last step), failing a finished run."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -62,6 +62,16 @@ def setup(cfg) -> Runtime:
     return Runtime(device, rank, world)
 
 
+def finish(rt: Runtime) -> None:
+    """End a torchrun process cleanly: wait for every rank (rank 0 still evaluates and writes the
+    checkpoint when the others are done), then destroy the process group. A process that exits
+    with the group alive can abort in its destructors ("terminate called without an active
+    exception"), failing the run after its work is done."""
+    if rt.world > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def rng(seed: int, step: int, rank: int = 0, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, step, rank, stream])
 

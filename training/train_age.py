@@ -24,7 +24,7 @@ from . import augment
 from .config import AgeConfig
 from .nets import AgeNet
 from .preprocess import FaceCache
-from .runtime import EMA, RunLog, load_checkpoint, prepare_run, rng, save_checkpoint, setup, to_tensor, unwrap
+from .runtime import EMA, RunLog, finish, load_checkpoint, prepare_run, rng, save_checkpoint, setup, to_tensor, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ def train(cfg: AgeConfig, cache_dir: Path, out: Path, resume: bool = False, stop
         if last and step < cfg.steps:
             break
     logger.close()
+    finish(rt)
     return run
 
 

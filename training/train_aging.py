@@ -27,7 +27,7 @@ from .config import AgingConfig, to_dict
 from .groups import group_index, random_targets  # noqa: F401 (group_index: also imported from here by older code)
 from .nets import AgeNet, Critic, Generator, group_probs
 from .preprocess import FaceCache
-from .runtime import EMA, RunLog, load_checkpoint, prepare_run, rng, save_checkpoint, setup, to_tensor, to_uint8, unwrap
+from .runtime import EMA, RunLog, finish, load_checkpoint, prepare_run, rng, save_checkpoint, setup, to_tensor, to_uint8, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,7 @@ def train(cfg: AgingConfig, cache_dir: Path, out: Path, resume: bool = False, st
         if last and step < cfg.steps:
             break
     logger.close()
+    finish(rt)
     return run
 
 
