@@ -58,8 +58,16 @@ def test_the_run_judges_every_set_and_says_which_donors_are_missing(tiny_cache):
     result = ceiling.run(cache, judge, split="test", faces=5, aging=aging)
     assert result["sources"] == 1 and result["0-9"] is None
     row = result["70+"]
-    assert set(row) == {"donors", "donor_interior_on_source", "source_interior_on_donor", "model"}
+    assert set(row) == {"donors", "donor_interior_on_source", "donor_interior_and_model_hair", "source_interior_on_donor", "model"}
     assert all(0 <= v <= 100 for v in row.values())
+    # the hair column's premise: with its regions off the model leaves the forehead, eyes, nose and
+    # cheeks (the interior above the jaw, where no beard is) nearly as they are
+    src = cache.indices("test")[(cache.ages[cache.indices("test")] >= 20) & (cache.ages[cache.indices("test")] <= 49)]
+    x = np.asarray(cache.images[src]).astype(np.float32)
+    upper = (np.asarray(cache.masks[src])[:, [0, 1, 2, 4]].max(1) > 128)[..., None].repeat(3, -1)
+    full = np.stack(ceiling._aged(aging, cache, src, 70)).astype(np.float32)
+    hair = np.stack(ceiling._aged(aging, cache, src, 70, regions=False)).astype(np.float32)
+    assert np.abs(hair - x)[upper].mean() < 0.3 * np.abs(full - x)[upper].mean()
     table = ceiling.format_table(result)
     assert "(none in the split)" in table and f"| 70+ | {row['donors']} |" in table
     cache.ages = np.where(cache.splits == "test", 80, cache.ages)  # no face of 20-49 left

@@ -10,7 +10,9 @@ their interior (the union of the five region masks, feathered) is pasted into th
 matched to the source's mean colour there (so only the light and shade, lines and features of the
 real older or younger face move, not its skin tone); and the reverse, the source's interior on the
 donor's head. The judge's mean estimate of "donor interior on source head" is what a perfect
-face-interior change would reach, with nothing of the source's head changed.
+face-interior change would reach, with nothing of the source's head changed; with ``--model``, also
+that perfect interior with the model's hair change on top (its regions' strengths at 0): what a
+model that changes the interior and greys the hair could reach at best.
 
 Measured on UTKFace's validation split (80 faces of 20-49, one random donor each; the committed
 judge): a real 70+ interior on the source head is judged ~52 years (the donors themselves ~72),
@@ -108,8 +110,10 @@ def _judged(judge, images: list) -> float:
     return round(float(estimate_ages(judge, np.stack(images)).mean()), 1)
 
 
-def _aged(aging, cache, sources: np.ndarray, age: int) -> list:
-    """The aging model's outputs for ``sources`` at the group of ``age``, in the cache's crop."""
+def _aged(aging, cache, sources: np.ndarray, age: int, images: list | None = None, regions: bool = True) -> list:
+    """The aging model's outputs for ``sources`` at the group of ``age``, in the cache's crop.
+    ``images``: other pictures of those sources on their landmarks (a transplant) to age instead;
+    ``regions=False``: every region's strength 0, so the model changes the hair alone."""
     from .evaluate import Reframe
     from .groups import group_index
 
@@ -119,8 +123,9 @@ def _aged(aging, cache, sources: np.ndarray, age: int) -> list:
     out = []
     for j in range(0, len(sources), 16):
         part = sources[j : j + 16]
-        out += list(frame.run(aging, np.asarray(cache.images[part]), cache.landmarks[part], np.asarray(cache.masks[part]), k,
-                              targets=np.repeat(target[None], len(part), 0)))
+        pics = np.asarray(cache.images[part]) if images is None else np.stack(images[j : j + 16])
+        masks = np.asarray(cache.masks[part]) * (1 if regions else 0)
+        out += list(frame.run(aging, pics, cache.landmarks[part], masks, k, targets=np.repeat(target[None], len(part), 0)))
     return out
 
 
@@ -167,6 +172,8 @@ def run(cache, judge, split: str = "val", faces: int = 80, seed: int = 0, aging=
                        "source_interior_on_donor": _judged(judge, onto_donor)}
         if aging is not None:
             out[target]["model"] = _judged(judge, _aged(aging, cache, sources, lo))
+            # a perfect interior and the model's own hair change on top (its regions off)
+            out[target]["donor_interior_and_model_hair"] = _judged(judge, _aged(aging, cache, sources, lo, onto_source, regions=False))
     return out
 
 
@@ -211,13 +218,15 @@ def format_parts(result: dict) -> str:
 
 def format_table(result: dict) -> str:
     lines = [f"{result['sources']} {result['split']} faces aged {SOURCES[0]}-{SOURCES[1]}: judged {result['source']}",
-             "| donors | donors judged | donor interior on source head | source interior on donor head | the aging model |",
-             "|---|---|---|---|---|"]
+             "| donors | donors judged | donor interior on source head | the same, the model's hair on it "
+             "| source interior on donor head | the aging model |",
+             "|---|---|---|---|---|---|"]
     for target in sorted(DONORS, key=lambda t: DONORS[t][0]):
         row = result.get(target)
         if row is None:
-            lines.append(f"| {target} | (none in the split) | | | |")
+            lines.append(f"| {target} | (none in the split) | | | | |")
         else:
-            lines.append(f"| {target} | {row['donors']} | {row['donor_interior_on_source']} | {row['source_interior_on_donor']} "
+            lines.append(f"| {target} | {row['donors']} | {row['donor_interior_on_source']} "
+                         f"| {row.get('donor_interior_and_model_hair', '')} | {row['source_interior_on_donor']} "
                          f"| {row.get('model', '')} |")
     return "\n".join(lines)
