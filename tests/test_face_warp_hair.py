@@ -373,3 +373,29 @@ def test_the_rim_where_the_hair_meets_the_background_is_not_greyed():
 
     assert ring(0) < 0.05 and ring(2) < 0.015  # the rim: no halo (it was lifted 0.10 and 0.022)
     assert ring(-6) > 0.1  # inside, the hair greys
+
+
+def test_the_skin_between_and_beside_the_stubble_keeps_its_colour_while_the_strands_grey():
+    """The beard and hair masks are found at half resolution and blurred: without the skin guard
+    (HairGreying.skin_like) the skin between the dark dots of stubble and a band of cheek beside
+    the beard took a light grey veil; the strands themselves still grey."""
+    size = 256
+    model = HairGreying(size)
+    image01, lm = _portrait(size)
+    face, (y0, y1, x0, x1) = _beard(image01, lm, True)
+    x = face * 2 - 1
+    grey, _, _ = model(x, lm, torch.zeros(1, 1, size, size), torch.ones(1), torch.zeros(1))
+    change = ((grey - x) / 2).abs().sum(1)[0]
+    box = (slice(y0 + 3, y1 - 3), slice(x0 + 3, x1 - 3))
+    dark = face[0].mean(0) < 0.4  # the stubble's dots (skin 0.63 on average, a dot 0.22)
+    inside_dark = change[box][dark[box]]
+    inside_skin = change[box][~dark[box]]
+    assert inside_dark.mean() > 0.25  # the strands grey
+    assert inside_skin.mean() < 0.25 * inside_dark.mean()  # the skin between them stays
+    ring = torch.zeros(size, size, dtype=torch.bool)
+    ring[y0 - 6 : y1 + 6, x0 - 6 : x1 + 6] = True
+    ring[y0:y1, x0:x1] = False  # skin within 6 px of the beard, inside the face
+    beside = change[ring & ~dark & (face[0, 0] > 0.7)]
+    assert beside.mean() < 0.02
+    guard = model.skin_like(face, model._cheeks(face, lm))[0, 0]
+    assert guard[box][~dark[box]].mean() > 0.8 and guard[box][dark[box]].mean() < 0.1

@@ -30,8 +30,10 @@ background) is dropped by a small morphological opening; and what lies within a 
 what looks like the background is not hair (EDGE_CUT): the rim where dark hair meets a wall mixes
 the two colours, is textured and unlike either, and greyed it drew a light halo around the head.
 
-Greying keeps the strands: the luminance is split into a smooth base (Gaussian, sigma 2 px) and
-detail; the base moves up towards a light grey (lighter for whiter targets; never darker, so a
+Greying leaves the skin: the masks are smooth, and where they spill onto a pixel of the skin's
+own colour and lightness (beside a beard, between the dots of stubble, the ear, the temples) that
+pixel is not greyed (``skin_like``). Greying keeps the strands: the luminance is split into a
+smooth base (Gaussian, sigma 2 px) and detail; the base moves up towards a light grey (lighter for whiter targets; never darker, so a
 light background taken for hair stays as it is), the detail is kept and a little deepened, the
 colour is taken out in proportion. How far (prototype.py): the share of still
 coloured hair that greys between the face's age and the target's, from per-group grey levels
@@ -49,6 +51,8 @@ import torch.nn.functional as F
 from .filters import LUMA, Blur
 
 CHEEK_PAIRS = ((2, 30), (3, 30), (14, 30), (13, 30), (1, 29), (15, 29))  # midpoints: cheek skin
+SKIN_CHROMA = 0.025  # chromaticity distance (r, g, b over their sum) within which a pixel has the skin's colour
+SKIN_SHADE = (0.55, 0.8)  # luminance over the skin's: below the first a pixel is not skin, above the second fully
 SKIN_TOL = 0.12  # RGB distance (0-1 units) under which a pixel counts as the face's skin
 HEAD_REACH = 1.25  # how far hair is looked for, in units of the head ellipse (voluminous hair reaches past it)
 SIDE_DEPTH = 0.6  # how far below the eyes hair beside the face is looked for, in eye-to-chin lengths
@@ -224,6 +228,20 @@ class HairGreying(nn.Module):
         pts = (landmarks[:, self.pairs[:, 0]] + landmarks[:, self.pairs[:, 1]]) / 2
         return self._sample(image01, pts).mean(2).view(-1, 3, 1, 1)
 
+    def skin_like(self, image01, skin):
+        """(N, 1, S, S) in [0, 1], pixel by pixel: how much a pixel is the face's skin (``skin``, the
+        cheeks' colour (N, 3, 1, 1)): its chromaticity near the skin's and its luminance no less
+        than SKIN_SHADE of it. The masks are found at half resolution and blurred, so they spill
+        onto the skin beside a beard, the ear and the temples; greyed, that skin took a light grey
+        veil (a curly-haired, bearded face made 70+, docs/album_curly.jpg). Strands are darker
+        than the skin and stay hair; the skin between them in stubble keeps its colour."""
+        chroma = lambda v: v / (v.sum(1, keepdim=True) + 0.05)
+        near = torch.exp(-((chroma(image01) - chroma(skin)) ** 2).sum(1, keepdim=True) / (2 * SKIN_CHROMA**2))
+        y = (image01 * self.luma).sum(1, keepdim=True)
+        skin_y = (skin * self.luma).sum(1, keepdim=True).clamp_min(0.02)
+        lit = ((y / skin_y - SKIN_SHADE[0]) / (SKIN_SHADE[1] - SKIN_SHADE[0])).clamp(0.0, 1.0)
+        return near * lit
+
     def _inside_jaw(self, landmarks):
         """(N, 1, s, s) on the half-resolution grid: 1 inside the polygon of the jaw's outline
         (landmarks 0-16, closed across the top from 16 to 0), by counting the outline's crossings
@@ -331,7 +349,8 @@ class HairGreying(nn.Module):
         if beard_share is not None:
             beard = beard * beard_share.view(-1, 1, 1, 1)
         hair = torch.maximum(hair, beard)
-        hair_a = (hair * hair_amount.view(-1, 1, 1, 1)).clamp(0.0, 0.9)
+        skin = self._cheeks(x, landmarks)
+        hair_a = (hair * hair_amount.view(-1, 1, 1, 1) * (1 - self.skin_like(x, skin))).clamp(0.0, 0.9)
         x = self.grey(x, hair_a, hair_amount.clamp(0.0, 1.0))
         # grey brows: towards the skin's own lightness, not white
         skin_y = (self._cheeks(x, landmarks) * self.luma).sum(1, keepdim=True)
