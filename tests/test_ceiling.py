@@ -62,7 +62,8 @@ def test_the_run_judges_every_set_and_says_which_donors_are_missing(tiny_cache):
     assert all(0 <= v <= 100 for v in row.values())
     # the hair column's premise: with its regions off the model leaves the forehead, eyes, nose and
     # cheeks (the interior above the jaw, where no beard is) nearly as they are
-    src = cache.indices("test")[(cache.ages[cache.indices("test")] >= 20) & (cache.ages[cache.indices("test")] <= 49)]
+    test = cache.indices("test")
+    src = test[(cache.ages[test] >= 20) & (cache.ages[test] <= 49)]
     x = np.asarray(cache.images[src]).astype(np.float32)
     upper = (np.asarray(cache.masks[src])[:, [0, 1, 2, 4]].max(1) > 128)[..., None].repeat(3, -1)
     full = np.stack(ceiling._aged(aging, cache, src, 70)).astype(np.float32)

@@ -33,8 +33,9 @@ the two colours, is textured and unlike either, and greyed it drew a light halo 
 Greying leaves the skin: the masks are smooth, and where they spill onto a pixel of the skin's
 own colour and lightness (beside a beard, between the dots of stubble, the ear, the temples) that
 pixel is not greyed (``skin_like``). Greying keeps the strands: the luminance is split into a
-smooth base (Gaussian, sigma 2 px) and detail; the base moves up towards a light grey (lighter for whiter targets; never darker, so a
-light background taken for hair stays as it is), the detail is kept and a little deepened, the
+smooth base (Gaussian, sigma 2 px) and detail; the base moves up towards a light grey (lighter
+for whiter targets; never darker, so a light background taken for hair stays as it is), the
+detail is kept and a little deepened, the
 colour is taken out in proportion. How far (prototype.py): the share of still
 coloured hair that greys between the face's age and the target's, from per-group grey levels
 (none below 30, 0.3 at 40-49, 0.6 at 50-59, all at 70+; brows from 50): a dark-haired
